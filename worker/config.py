@@ -1,0 +1,435 @@
+"""Settings: one YAML file, ``FEEDWATCH_*`` environment overrides, secrets from env or files.
+
+Order of precedence, highest first: values passed by the CLI, ``FEEDWATCH_*`` variables
+(nested keys with ``__``: ``FEEDWATCH_FETCH__TIMEOUT=5``), ``FEEDWATCH_<KEY>_FILE``
+variables (the value is read from that file), the YAML file, the defaults.
+
+The file is ``--config FILE``, else ``$FEEDWATCH_CONFIG``, else ``./feedwatch.yaml``,
+else none (defaults only). Channel secrets are given inline, as ``<field>_env: VAR``
+or as ``<field>_file: PATH``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from worker.errors import ConfigError
+
+__all__ = [
+    "ApiSettings",
+    "ChannelSettings",
+    "ConsoleChannelSettings",
+    "DeliverySettings",
+    "EmailChannelSettings",
+    "FeedSettings",
+    "FetchSettings",
+    "FileChannelSettings",
+    "PollSettings",
+    "Settings",
+    "StorySettings",
+    "WebhookChannelSettings",
+    "find_config_file",
+    "load_settings",
+    "parse_duration",
+]
+
+DEFAULT_CONFIG_NAME = "feedwatch.yaml"
+ENV_PREFIX = "FEEDWATCH_"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a duration string.
+
+    >>> parse_duration("15m"), parse_duration("1.5h"), parse_duration(30)
+    (900.0, 5400.0, 30.0)
+    """
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 15m, 2h or 1d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            return float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
+    raise ValueError(
+        f"expected a duration such as 30s, 15m, 2h or 1d, got {value!r}"
+    )
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve_secret_refs(data: Any, fields: tuple[str, ...]) -> Any:
+    """Turn ``password_env: VAR`` / ``password_file: PATH`` into ``password``."""
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    for name in fields:
+        env_key, file_key = f"{name}_env", f"{name}_file"
+        if env_key in data:
+            var = data.pop(env_key)
+            if not isinstance(var, str) or var not in os.environ:
+                raise ValueError(f"{env_key}: environment variable {var!r} is not set")
+            data[name] = os.environ[var]
+        if file_key in data:
+            path = data.pop(file_key)
+            try:
+                data[name] = Path(str(path)).read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ValueError(f"{file_key}: cannot read {path!r}: {e}") from e
+    return data
+
+
+class FeedSettings(_Section):
+    """A feed to subscribe to at start-up."""
+
+    url: str
+    """http(s) URL, or file:// for a local file."""
+    interval: Duration | None = None
+    """Seconds (or 15m, 1h) between polls; default ``poll.interval``."""
+    tags: tuple[str, ...] = ()
+    name: str | None = None
+    """Outlet name shown in alerts; default the feed's own title."""
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if not re.match(r"^(https?|file)://", v):
+            raise ValueError(f"expected an http://, https:// or file:// URL, got {v!r}")
+        return v
+
+
+class PollSettings(_Section):
+    interval: Duration = 900.0
+    """Default seconds between polls of one feed."""
+    concurrency: int = Field(default=32, ge=1, le=1024)
+    """Feeds fetched at once."""
+    batch: int = Field(default=500, ge=1)
+    """Most feeds claimed per poll cycle."""
+    tick: Duration = 30.0
+    """How often the daemon looks for due feeds."""
+
+
+class FetchSettings(_Section):
+    allow_private_addresses: bool = False
+    """Allow feeds on loopback, private or link-local addresses (off: SSRF guard)."""
+    timeout: Duration = 20.0
+    """Total seconds per request."""
+    connect_timeout: Duration = 10.0
+    max_body_bytes: int = Field(default=15_000_000, ge=1024)
+    max_redirects: int = Field(default=5, ge=0, le=20)
+    user_agent: str = "feedwatch/{version} (+https://github.com/feedwatch/feedwatch)"
+    """``{version}`` is replaced by feedwatch's version."""
+    contact: str | None = None
+    """Appended to the User-Agent so publishers can reach you (an email or URL)."""
+
+
+class _ChannelBase(_Section):
+    name: str
+    """Unique name, used by routing and ``--send``."""
+    rules: tuple[str, ...] = ()
+    """Only alerts of these rule ids (empty: all)."""
+    topics: tuple[str, ...] = ()
+    """Only alerts with one of these topics (empty: all)."""
+
+
+class ConsoleChannelSettings(_ChannelBase):
+    type: Literal["console"]
+    format: Literal["text", "json"] = "text"
+
+
+class FileChannelSettings(_ChannelBase):
+    type: Literal["file"]
+    path: str
+    """JSON Lines file; one alert payload per line."""
+
+
+class WebhookChannelSettings(_ChannelBase):
+    type: Literal["webhook"]
+    url: str
+    secret: SecretStr | None = None
+    """Signing secret (Standard Webhooks: ``whsec_`` + base64, or any string)."""
+    timeout: Duration = 10.0
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        return _resolve_secret_refs(data, ("secret",))
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        if not re.match(r"^https?://", v):
+            raise ValueError(f"expected an http:// or https:// URL, got {v!r}")
+        return v
+
+
+class EmailChannelSettings(_ChannelBase):
+    type: Literal["email"]
+    host: str = "localhost"
+    port: int = Field(default=25, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["none", "starttls", "tls"] = "none"
+    """``starttls`` upgrades a plain connection; ``tls`` connects with TLS (port 465)."""
+    sender: str = Field(default="feedwatch@localhost", alias="from")
+    to: tuple[str, ...] = Field(min_length=1)
+    timeout: Duration = 30.0
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        return _resolve_secret_refs(data, ("password",))
+
+
+ChannelSettings = Annotated[
+    ConsoleChannelSettings
+    | FileChannelSettings
+    | WebhookChannelSettings
+    | EmailChannelSettings,
+    Field(discriminator="type"),
+]
+
+
+class DeliverySettings(_Section):
+    interval: Duration = 5.0
+    """How often the outbox is drained."""
+    max_attempts: int = Field(default=10, ge=1)
+    """After this many failures a delivery is dead (``alerts redeliver`` revives it)."""
+    backoff_base: Duration = 5.0
+    backoff_max: Duration = 3600.0
+    batch: int = Field(default=100, ge=1)
+
+
+class StorySettings(_Section):
+    window: Duration = 3 * 86400.0
+    """Reports this close in time may join one story."""
+    threshold: float = Field(default=0.5, gt=0, le=1)
+    """Similarity at which two reports are one story."""
+
+
+class ApiSettings(_Section):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    token: SecretStr | None = None
+    """Bearer token for everything but health checks."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        return _resolve_secret_refs(data, ("token",))
+
+
+def _default_channels() -> tuple[ChannelSettings, ...]:
+    return (
+        ConsoleChannelSettings(type="console", name="console"),
+        FileChannelSettings(type="file", name="file", path="data/alerts.jsonl"),
+    )
+
+
+class Settings(BaseSettings):
+    """Everything feedwatch can be told; see ``feedwatch.example.yaml``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    database: str = "sqlite:///data/feedwatch.db"
+    """SQLAlchemy URL: sqlite:///path or postgresql://user@host/db."""
+    rules: str | None = None
+    """Directory of rule files; default the bundled rules."""
+    feeds: tuple[FeedSettings, ...] = ()
+    channels: tuple[ChannelSettings, ...] = Field(default_factory=_default_channels)
+    poll: PollSettings = Field(default_factory=PollSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    stories: StorySettings = Field(default_factory=StorySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("database")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", v):
+            raise ValueError(
+                "expected a SQLAlchemy URL starting sqlite:/// or postgresql://, "
+                f"got {v!r}"
+            )
+        return v
+
+    @field_validator("channels")
+    @classmethod
+    def _unique_channel_names(
+        cls, v: tuple[ChannelSettings, ...]
+    ) -> tuple[ChannelSettings, ...]:
+        seen: set[str] = set()
+        for ch in v:
+            if ch.name in seen:
+                raise ValueError(f"channel name {ch.name!r} is used twice")
+            seen.add(ch.name)
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            _EnvFileSecretsSource(settings_cls),
+            _YamlSource(settings_cls),
+        )
+
+    def channel(self, name: str) -> ChannelSettings:
+        """The channel called ``name``; ConfigError naming the known ones if none."""
+        for ch in self.channels:
+            if ch.name == name:
+                return ch
+        known = ", ".join(c.name for c in self.channels) or "none"
+        raise ConfigError(None, "channels", f"no channel named {name!r} (known: {known})")
+
+
+# The YAML document for the settings being built. pydantic-settings builds sources
+# inside the constructor, so the path travels through a context variable-like global
+# set only by load_settings (single-threaded start-up).
+_yaml_data: dict[str, Any] = {}
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _yaml_data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_yaml_data)
+
+
+class _EnvFileSecretsSource(PydanticBaseSettingsSource):
+    """``FEEDWATCH_DATABASE_FILE=/run/secrets/db`` sets ``database`` from the file."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.settings_cls.model_fields:
+            var = f"{ENV_PREFIX}{name.upper()}_FILE"
+            path = os.environ.get(var)
+            if path is None:
+                continue
+            try:
+                out[name] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ConfigError(var, name, f"cannot read secret file {path!r}: {e}") from e
+        return out
+
+
+def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
+    """``--config``, else ``$FEEDWATCH_CONFIG``, else ``./feedwatch.yaml`` if present."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("FEEDWATCH_CONFIG")
+    if env:
+        return Path(env)
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(str(path), "", f"cannot read the config file: {e.strerror}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(str(path), where, f"not valid YAML: {problem}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(str(path), "", "expected a mapping of settings at the top level")
+    return data
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    # Drop the discriminator tag pydantic inserts for unions ("channels.0.webhook.url").
+    parts = [str(p) for p in loc]
+    if len(parts) >= 3 and parts[0] == "channels":
+        parts = [p for i, p in enumerate(parts) if not (i == 2 and p in _CHANNEL_TYPES)]
+    return ".".join(parts)
+
+
+_CHANNEL_TYPES = {"console", "file", "webhook", "email"}
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None, **overrides: Any
+) -> Settings:
+    """Build the settings, or raise ConfigError naming the file, key path and fault."""
+    global _yaml_data
+    config_path = find_config_file(path)
+    if config_path is not None and not config_path.is_file():
+        raise ConfigError(str(config_path), "", "the config file does not exist")
+    _yaml_data = _read_yaml(config_path) if config_path else {}
+    where = str(config_path) if config_path else None
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = _key_path(tuple(err["loc"]))
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against feedwatch.example.yaml)"
+        if "input" in err and err["type"] not in ("missing", "extra_forbidden"):
+            shown = repr(err["input"])
+            if len(shown) > 80:
+                shown = shown[:77] + "..."
+            if shown not in msg:
+                msg = f"{msg} (got {shown})"
+        more = len(e.errors()) - 1
+        if more:
+            msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+        raise ConfigError(where, key, msg) from e
+    finally:
+        _yaml_data = {}

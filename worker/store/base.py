@@ -1,0 +1,242 @@
+"""The Store protocol: what the pipeline needs from a database, and the records it trades.
+
+Contains no business logic: the poll and deliver shells decide, the store records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self, runtime_checkable
+
+from worker.models import Alert, Decision, Delivery, Feed, Item, Story
+
+__all__ = [
+    "AlertRecord",
+    "AlertRow",
+    "ClaimedDelivery",
+    "DeliveryOutcome",
+    "PollIntent",
+    "PollRecord",
+    "Store",
+    "StoryLink",
+    "StoryRow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class StoryLink:
+    """Attach an item to a story (new or existing); ``story`` carries its latest state."""
+
+    story: Story
+    item_id: str
+    feed_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRecord:
+    """An alert to raise and the channels it is routed to (one outbox row each)."""
+
+    alert: Alert
+    channels: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class PollIntent:
+    """Everything one poll of one feed changes, written in a single transaction.
+
+    ``feed`` is the feed's new state (validators, body hash, next check, last error).
+    ``items`` are the new items only; ``decisions`` those of them that matched a rule.
+    """
+
+    feed: Feed
+    items: Sequence[Item] = ()
+    decisions: Sequence[Decision] = ()
+    story_links: Sequence[StoryLink] = ()
+    alerts: Sequence[AlertRecord] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """What a recorded poll actually wrote (duplicates are skipped, not errors)."""
+
+    new_items: int
+    new_alerts: int
+    alert_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """An outbox row leased to one worker, with the alert it carries."""
+
+    delivery: Delivery
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryOutcome:
+    """The result of one delivery attempt.
+
+    ``ok`` marks it delivered. Otherwise ``retry_at`` schedules the next attempt, and
+    ``retry_at=None`` with ``ok=False`` makes it dead (visible, redeliverable).
+    """
+
+    delivery_id: int
+    ok: bool
+    attempted_at: datetime
+    error: str | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRow:
+    """An alert and where it stands on each channel (``alerts list``)."""
+
+    alert: Alert
+    deliveries: tuple[Delivery, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class StoryRow:
+    """A story with its sources and the alerts it raised (digests)."""
+
+    story: Story
+    alerts: tuple[Alert, ...] = ()
+    topics: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Persistent state of feedwatch.
+
+    Contract, for every implementation:
+
+    - All datetimes in and out are timezone-aware UTC.
+    - Every method is one transaction: it commits fully or not at all, and raises
+      :class:`~worker.errors.StoreError` (never a driver exception) when it fails.
+      Methods that look one thing up raise :class:`~worker.errors.NotFoundError`.
+    - Methods are synchronous and thread-safe; async callers use ``asyncio.to_thread``.
+    - Claims are leases: a row claimed by one worker is not handed to another until
+      the lease expires, so a crashed worker's work is picked up again.
+
+    Groups: lifecycle (``migrate``, ``close``, context manager); feeds (``add_feed``,
+    ``remove_feed``, ``get_feed``, ``list_feeds``, ``claim_due_feeds``); poll
+    (``known_item_ids``, ``record_poll``, ``recent_stories``); outbox
+    (``claim_deliveries``, ``record_delivery``, ``redeliver``); queries
+    (``list_alerts``, ``get_alert``, ``stories``, ``count_items``).
+    """
+
+    url: str
+
+    # lifecycle
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the current version (idempotent)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the store is unusable afterwards."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    # feeds
+    def add_feed(self, feed: Feed) -> Feed:
+        """Subscribe, or update the url's interval, title and tags; keeps poll state.
+
+        Returns the stored feed with its id.
+        """
+        ...
+
+    def remove_feed(self, url: str) -> None:
+        """Unsubscribe; its items stay for digests. NotFoundError if unknown."""
+        ...
+
+    def get_feed(self, url: str) -> Feed:
+        """The stored feed for ``url``. NotFoundError if unknown."""
+        ...
+
+    def list_feeds(self) -> list[Feed]:
+        """Every feed, disabled ones included, ordered by id."""
+        ...
+
+    def claim_due_feeds(
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        *,
+        all_feeds: bool = False,
+    ) -> list[Feed]:
+        """Lease up to ``limit`` feeds whose next check is due (every non-disabled
+        feed with ``all_feeds``) and not leased by another worker."""
+        ...
+
+    # poll
+    def known_item_ids(self, feed_id: int, item_ids: Sequence[str]) -> set[str]:
+        """Which of ``item_ids`` the feed already has."""
+        ...
+
+    def record_poll(self, intent: PollIntent) -> PollRecord:
+        """Write a poll's result in one transaction and release the feed's lease.
+
+        Items already stored and alerts whose id exists are skipped silently; outbox
+        rows are written only for the alerts this call inserted.
+        """
+        ...
+
+    def recent_stories(self, since: datetime) -> list[Story]:
+        """Stories seen since ``since``, with their sources, for clustering."""
+        ...
+
+    # outbox
+    def claim_deliveries(
+        self, worker_id: str, now: datetime, limit: int, lease_seconds: float
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` pending deliveries due at ``now``, oldest first."""
+        ...
+
+    def record_delivery(self, outcome: DeliveryOutcome) -> None:
+        """Record one attempt and release the lease."""
+        ...
+
+    def redeliver(self, alert_id: str, now: datetime) -> int:
+        """Make every delivery of the alert pending again; returns how many.
+
+        NotFoundError if the alert does not exist.
+        """
+        ...
+
+    # queries
+    def list_alerts(
+        self,
+        since: datetime | None = None,
+        *,
+        failed_only: bool = False,
+        limit: int = 100,
+    ) -> list[AlertRow]:
+        """Alerts newest first; ``failed_only`` keeps those with a dead delivery or a
+        failed attempt still pending."""
+        ...
+
+    def get_alert(self, alert_id: str) -> AlertRow:
+        """One alert with its deliveries. NotFoundError if unknown."""
+        ...
+
+    def stories(self, since: datetime, until: datetime | None = None) -> list[StoryRow]:
+        """Stories with a report seen in [since, until), newest first, for digests."""
+        ...
+
+    def count_items(self) -> int:
+        """How many items are stored (all feeds)."""
+        ...
