@@ -165,6 +165,15 @@ class Store(Protocol):
         """The stored feed for ``url``. NotFoundError if unknown."""
         ...
 
+    def feed_by_id(self, feed_id: int) -> Feed:
+        """The stored feed with this id. NotFoundError if unknown."""
+        ...
+
+    def update_feed_state(self, feed: Feed) -> None:
+        """Write a feed's poll state alone (validators, next check, error) and
+        release its lease."""
+        ...
+
     def list_feeds(self) -> list[Feed]:
         """Every feed, disabled ones included, ordered by id."""
         ...
@@ -239,4 +248,13 @@ class Store(Protocol):
 
     def count_items(self) -> int:
         """How many items are stored (all feeds)."""
+        ...
+
+    def item_count_by_feed(self) -> dict[str, int]:
+        """Items stored per feed URL (0 for feeds with none)."""
+        ...
+
+    def delete_items_before(self, cutoff: datetime) -> int:
+        """Retention: delete items first seen before ``cutoff``, except those of
+        stories that raised an alert; returns how many."""
         ...

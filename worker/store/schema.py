@@ -1,0 +1,213 @@
+"""Store stage: the database schema as SQLAlchemy Core tables.
+
+Input: nothing; output: ``metadata`` with the tables the SQL stores read and write.
+Migration ``0001_initial`` creates exactly these tables (a test compares the two).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "UTCDateTime",
+    "alerts",
+    "deliveries",
+    "feeds",
+    "items",
+    "matches",
+    "metadata",
+    "stories",
+    "story_items",
+]
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware datetime that is stored as UTC and always read back aware UTC.
+
+    SQLite keeps no offset, so values are converted to UTC before they are written and
+    UTC is re-attached when they are read; PostgreSQL's ``timestamptz`` comes back in
+    the session time zone and is converted to UTC. Naive datetimes are refused.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        """Refuse naive values (they have no instant) and normalise to UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} (expected UTC-aware)")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(
+        self, value: datetime | None, dialect: Dialect
+    ) -> datetime | None:
+        """Read back as aware UTC whatever the driver returns."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+feeds = Table(
+    "feeds",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False),
+    Column("title", Text),
+    Column("interval", Integer, nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("body_hash", Text),
+    Column("last_checked_at", UTCDateTime),
+    Column("next_check_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("error_count", Integer, nullable=False),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("url"),
+    Index(None, "next_check_at"),
+)
+
+# ``feed_id`` is set to NULL when a feed is removed: its items stay for digests and
+# stories, and ``feed_url`` still says where they came from.
+items = Table(
+    "items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("feed_id", Integer, ForeignKey("feeds.id", ondelete="SET NULL")),
+    Column("item_id", Text, nullable=False),
+    Column("feed_url", Text),
+    Column("title", Text, nullable=False),
+    Column("summary", Text, nullable=False),
+    Column("url", Text),
+    Column("published", UTCDateTime),
+    Column("source", Text),
+    Column("first_seen", UTCDateTime, nullable=False),
+    UniqueConstraint("feed_id", "item_id"),
+    Index(None, "first_seen"),
+)
+
+# One row per rule a decision fired ('' when it fired none), so a union of rules and
+# topics per story is a plain query and a repeated poll cannot duplicate a match.
+matches = Table(
+    "matches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "item_row_id",
+        Integer,
+        ForeignKey("items.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("rule", Text, nullable=False),
+    Column("topics", JSON, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("decision", JSON, nullable=False),
+    UniqueConstraint("item_row_id", "rule"),
+)
+
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("last_seen", UTCDateTime, nullable=False),
+    Column("event", JSON(none_as_null=True)),
+    Index(None, "last_seen"),
+)
+
+story_items = Table(
+    "story_items",
+    metadata,
+    Column(
+        "story_id",
+        Text,
+        ForeignKey("stories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column(
+        "item_row_id",
+        Integer,
+        ForeignKey("items.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    PrimaryKeyConstraint("story_id", "item_row_id"),
+    Index(None, "item_row_id"),
+)
+
+# No foreign key to stories: an alert is never lost because its story row is missing.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("story_id", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("supersedes", Text),
+    Index(None, "story_id"),
+    Index(None, "created_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "alert_id",
+        Text,
+        ForeignKey("alerts.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("channel", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("delivered_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", UTCDateTime),
+    UniqueConstraint("alert_id", "channel"),
+    Index(None, "status", "next_attempt_at"),
+)

@@ -1,0 +1,991 @@
+"""Store stage: ``SqlStore``, the dialect-neutral Store on SQLAlchemy Core.
+
+Input: records from the poll and deliver shells (``Feed``, ``PollIntent``,
+``DeliveryOutcome``); output: rows of ``schema.py`` and the models rebuilt from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.util.exc import CommandError
+from pydantic import ValidationError
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Select,
+    Table,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import Insert as PgInsert
+from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
+from sqlalchemy.engine import RowMapping, make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
+
+from worker.errors import NotFoundError, StoreError
+from worker.models import (
+    Alert,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Feed,
+    FeedStatus,
+    Story,
+    StorySource,
+    utcnow,
+)
+from worker.store.base import (
+    AlertRecord,
+    AlertRow,
+    ClaimedDelivery,
+    DeliveryOutcome,
+    PollIntent,
+    PollRecord,
+    StoryLink,
+    StoryRow,
+)
+from worker.store.schema import (
+    alerts,
+    deliveries,
+    feeds,
+    items,
+    matches,
+    stories,
+    story_items,
+)
+
+__all__ = ["MIGRATIONS_DIR", "SqlStore"]
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+T = TypeVar("T")
+
+# Bound IN (...) lists well below every driver's parameter limit (psycopg: 65535).
+_CHUNK = 1000
+
+
+def _chunks(values: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _describe(error: SQLAlchemyError) -> str:
+    """The driver's own words (first line), without SQL text or parameters."""
+    cause: BaseException = error
+    if isinstance(error, StatementError) and error.orig is not None:
+        cause = error.orig
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _feed_from_row(row: RowMapping) -> Feed:
+    return Feed(
+        id=row["id"],
+        url=row["url"],
+        title=row["title"],
+        interval=row["interval"],
+        tags=tuple(row["tags"] or ()),
+        status=FeedStatus(row["status"]),
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        body_hash=row["body_hash"],
+        last_checked_at=row["last_checked_at"],
+        next_check_at=row["next_check_at"],
+        last_error=row["last_error"],
+        error_count=row["error_count"],
+    )
+
+
+def _delivery_from_row(row: RowMapping) -> Delivery:
+    return Delivery(
+        id=row["id"],
+        alert_id=row["alert_id"],
+        channel=row["channel"],
+        status=DeliveryStatus(row["status"]),
+        attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"],
+        last_error=row["last_error"],
+        delivered_at=row["delivered_at"],
+        created_at=row["created_at"],
+    )
+
+
+def _alert_from_payload(payload: Any) -> Alert:
+    return Alert.model_validate(payload)
+
+
+def _feed_state(feed: Feed) -> dict[str, Any]:
+    """Poll-state columns of a feed row, with its lease released."""
+    values: dict[str, Any] = {
+        "status": feed.status.value,
+        "etag": feed.etag,
+        "last_modified": feed.last_modified,
+        "body_hash": feed.body_hash,
+        "last_checked_at": feed.last_checked_at,
+        "next_check_at": feed.next_check_at,
+        "last_error": feed.last_error,
+        "error_count": feed.error_count,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+    # A poll that learnt no title must not erase the one already known.
+    if feed.title is not None:
+        values["title"] = feed.title
+    return values
+
+
+def _lease_free(
+    owner: ColumnElement[Any], expires: ColumnElement[Any], now: datetime
+) -> ColumnElement[bool]:
+    return or_(owner.is_(None), expires.is_(None), expires <= now)
+
+
+class SqlStore:
+    """The Store on SQLAlchemy Core; subclasses supply the engine and dialect quirks.
+
+    Every public method runs in one transaction through :meth:`_run`, which retries
+    transient failures a bounded number of times and turns every database error into
+    :class:`StoreError` naming the operation.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        engine: Engine,
+        *,
+        retries: int = 5,
+        backoff: float = 0.05,
+    ) -> None:
+        self.url = url
+        self.display_url = make_url(url).render_as_string(hide_password=True)
+        self._engine = engine
+        self._retries = max(0, retries)
+        self._backoff = backoff
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (tests check its pool for leaked connections)."""
+        return self._engine
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.display_url!r})"
+
+    # -- dialect hooks ------------------------------------------------------------
+
+    def _insert(self, table: Table) -> SqliteInsert | PgInsert:
+        """An INSERT with ON CONFLICT support in this dialect."""
+        raise NotImplementedError
+
+    def _lock_for_claim(self, stmt: Select[T]) -> Select[T]:
+        """Make a claim's SELECT safe against concurrent claimers."""
+        return stmt
+
+    def _is_transient(self, error: DBAPIError) -> bool:
+        """Whether running the same transaction again may well succeed."""
+        return bool(error.connection_invalidated)
+
+    def _transaction_options(self, write: bool) -> dict[str, Any]:
+        """Execution options set on a connection before its transaction begins."""
+        return {}
+
+    def _guard(self) -> contextlib.AbstractContextManager[object]:
+        """Held around every transaction (a lock where the pool cannot isolate)."""
+        return contextlib.nullcontext()
+
+    def _before_migrate(self, conn: Connection) -> None:
+        """Serialise concurrent migrations where the database needs help."""
+
+    # -- transactions -------------------------------------------------------------
+
+    def _run(
+        self,
+        operation: str,
+        work: Callable[[Connection], T],
+        *,
+        write: bool = True,
+    ) -> T:
+        """Run ``work`` in one transaction, retrying transient errors with backoff."""
+        delay = self._backoff
+        for attempt in range(self._retries + 1):
+            try:
+                with self._guard(), self._engine.connect() as conn:
+                    conn.execution_options(**self._transaction_options(write))
+                    with conn.begin():
+                        return work(conn)
+            except StoreError:
+                raise
+            except DBAPIError as e:
+                if attempt < self._retries and self._is_transient(e):
+                    log.warning(
+                        "%s on %s: %s; retry %d of %d",
+                        operation,
+                        self.display_url,
+                        _describe(e),
+                        attempt + 1,
+                        self._retries,
+                    )
+                    time.sleep(delay * random.uniform(1.0, 2.0))  # noqa: S311
+                    delay = min(delay * 2, 2.0)
+                    continue
+                raise StoreError(
+                    f"{operation} failed on {self.display_url}: {_describe(e)}"
+                ) from e
+            except SQLAlchemyError as e:
+                raise StoreError(
+                    f"{operation} failed on {self.display_url}: {_describe(e)}"
+                ) from e
+            except ValidationError as e:
+                raise StoreError(
+                    f"{operation} on {self.display_url}: a stored row is not valid: "
+                    f"{e.errors()[0].get('msg', e)}"
+                ) from e
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        """Create or upgrade the schema to the newest revision (idempotent)."""
+
+        def work(conn: Connection) -> None:
+            self._before_migrate(conn)
+            config = Config()
+            config.set_main_option("script_location", str(MIGRATIONS_DIR))
+            config.attributes["connection"] = conn
+            try:
+                command.upgrade(config, "head")
+            except CommandError as e:
+                raise StoreError(f"migrate failed on {self.display_url}: {e}") from e
+
+        self._run("migrate", work)
+
+    def close(self) -> None:
+        """Release every pooled connection; the store is unusable afterwards."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- feeds ----------------------------------------------------------------------
+
+    def add_feed(self, feed: Feed) -> Feed:
+        """Subscribe, or update the url's interval, title and tags; keeps poll state."""
+
+        def work(conn: Connection) -> Feed:
+            values = _feed_state(feed)
+            values.update(
+                url=feed.url,
+                title=feed.title,
+                interval=feed.interval,
+                tags=list(feed.tags),
+                created_at=utcnow(),
+            )
+            ins = self._insert(feeds).values(**values)
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=[feeds.c.url],
+                    set_={
+                        "interval": ins.excluded.interval,
+                        "tags": ins.excluded.tags,
+                        "title": func.coalesce(ins.excluded.title, feeds.c.title),
+                    },
+                )
+            )
+            return self._one_feed(conn, feeds.c.url == feed.url, feed.url)
+
+        return self._run("add_feed", work)
+
+    def remove_feed(self, url: str) -> None:
+        """Unsubscribe; its items stay (with ``feed_id`` NULL) for digests."""
+
+        def work(conn: Connection) -> None:
+            if conn.execute(delete(feeds).where(feeds.c.url == url)).rowcount == 0:
+                raise NotFoundError("feed", url)
+
+        self._run("remove_feed", work)
+
+    def get_feed(self, url: str) -> Feed:
+        """The stored feed for ``url``. NotFoundError if unknown."""
+        return self._run(
+            "get_feed",
+            lambda conn: self._one_feed(conn, feeds.c.url == url, url),
+            write=False,
+        )
+
+    def feed_by_id(self, feed_id: int) -> Feed:
+        """The stored feed with this id. NotFoundError if unknown."""
+        return self._run(
+            "feed_by_id",
+            lambda conn: self._one_feed(conn, feeds.c.id == feed_id, feed_id),
+            write=False,
+        )
+
+    def list_feeds(self) -> list[Feed]:
+        """Every feed, disabled ones included, ordered by id."""
+
+        def work(conn: Connection) -> list[Feed]:
+            rows = conn.execute(select(feeds).order_by(feeds.c.id)).mappings()
+            return [_feed_from_row(row) for row in rows]
+
+        return self._run("list_feeds", work, write=False)
+
+    def update_feed_state(self, feed: Feed) -> None:
+        """Write a feed's poll state alone (not-modified or failed poll); frees its lease."""
+        self._run("update_feed_state", lambda conn: self._write_feed_state(conn, feed))
+
+    def claim_due_feeds(
+        self,
+        worker_id: str,
+        now: datetime,
+        limit: int,
+        lease_seconds: float,
+        *,
+        all_feeds: bool = False,
+    ) -> list[Feed]:
+        """Lease up to ``limit`` due, non-disabled feeds with no live lease.
+
+        Order: never-checked feeds first, then by next check, then by id.
+        """
+        if limit <= 0:
+            return []
+
+        def work(conn: Connection) -> list[Feed]:
+            c = feeds.c
+            # A live lease blocks its own worker too: a feed still being polled
+            # must not be handed out twice, whoever asks.
+            conditions = [
+                c.status != FeedStatus.DISABLED.value,
+                _lease_free(c.lease_owner, c.lease_expires_at, now),
+            ]
+            if not all_feeds:
+                conditions.append(
+                    or_(c.next_check_at.is_(None), c.next_check_at <= now)
+                )
+            stmt = (
+                select(c.id)
+                .where(*conditions)
+                .order_by(c.next_check_at.asc().nulls_first(), c.id)
+                .limit(limit)
+            )
+            ids = list(conn.scalars(self._lock_for_claim(stmt)))
+            if not ids:
+                return []
+            conn.execute(
+                update(feeds)
+                .where(c.id.in_(ids))
+                .values(
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                )
+            )
+            rows = conn.execute(select(feeds).where(c.id.in_(ids))).mappings()
+            by_id = {row["id"]: _feed_from_row(row) for row in rows}
+            return [by_id[i] for i in ids]
+
+        return self._run("claim_due_feeds", work)
+
+    def _one_feed(
+        self, conn: Connection, where: ColumnElement[bool], key: object
+    ) -> Feed:
+        row = conn.execute(select(feeds).where(where)).mappings().first()
+        if row is None:
+            raise NotFoundError("feed", key)
+        return _feed_from_row(row)
+
+    def _write_feed_state(self, conn: Connection, feed: Feed) -> int:
+        where = (
+            feeds.c.id == feed.id if feed.id is not None else feeds.c.url == feed.url
+        )
+        row = conn.execute(
+            update(feeds).where(where).values(**_feed_state(feed)).returning(feeds.c.id)
+        ).first()
+        if row is None:
+            raise NotFoundError("feed", feed.url)
+        feed_id: int = row[0]
+        return feed_id
+
+    # -- poll -----------------------------------------------------------------------
+
+    def known_item_ids(self, feed_id: int, item_ids: Sequence[str]) -> set[str]:
+        """Which of ``item_ids`` the feed already has."""
+
+        def work(conn: Connection) -> set[str]:
+            known: set[str] = set()
+            for chunk in _chunks(list(dict.fromkeys(item_ids))):
+                known.update(
+                    conn.scalars(
+                        select(items.c.item_id).where(
+                            items.c.feed_id == feed_id, items.c.item_id.in_(chunk)
+                        )
+                    )
+                )
+            return known
+
+        return self._run("known_item_ids", work, write=False)
+
+    def record_poll(self, intent: PollIntent) -> PollRecord:
+        """Write a poll's result in one transaction and release the feed's lease."""
+        return self._run("record_poll", lambda conn: self._record_poll(conn, intent))
+
+    def _record_poll(self, conn: Connection, intent: PollIntent) -> PollRecord:
+        feed_id = self._write_feed_state(conn, intent.feed)
+        now = utcnow()
+        row_ids: dict[tuple[int, str], int] = {}
+
+        if intent.items:
+            params = [
+                {
+                    "feed_id": feed_id,
+                    "item_id": item.id,
+                    "feed_url": intent.feed.url,
+                    "title": item.title,
+                    "summary": item.summary,
+                    "url": item.url,
+                    "published": item.published,
+                    "source": item.source,
+                    "first_seen": now,
+                }
+                for item in intent.items
+            ]
+            stmt = (
+                self._insert(items)
+                .on_conflict_do_nothing(index_elements=["feed_id", "item_id"])
+                .returning(items.c.id, items.c.item_id)
+            )
+            for row in conn.execute(stmt, params):
+                row_ids[(feed_id, row.item_id)] = row.id
+        new_items = len(row_ids)
+
+        wanted = {(feed_id, d.id) for d in intent.decisions}
+        wanted.update((link.feed_id, link.item_id) for link in intent.story_links)
+        self._resolve_item_rows(conn, wanted - row_ids.keys(), row_ids)
+
+        self._insert_matches(conn, feed_id, intent, row_ids)
+        self._upsert_stories(conn, intent.story_links, row_ids)
+        alert_ids = self._insert_alerts(conn, intent.alerts, now)
+        return PollRecord(
+            new_items=new_items, new_alerts=len(alert_ids), alert_ids=alert_ids
+        )
+
+    def _resolve_item_rows(
+        self,
+        conn: Connection,
+        keys: set[tuple[int, str]],
+        row_ids: dict[tuple[int, str], int],
+    ) -> None:
+        """Find the row ids of items stored by earlier polls; unknown ones are a bug."""
+        by_feed: dict[int, list[str]] = defaultdict(list)
+        for fid, iid in keys:
+            by_feed[fid].append(iid)
+        for fid, iids in by_feed.items():
+            for chunk in _chunks(iids):
+                rows = conn.execute(
+                    select(items.c.id, items.c.item_id).where(
+                        items.c.feed_id == fid, items.c.item_id.in_(chunk)
+                    )
+                )
+                for row in rows:
+                    row_ids[(fid, row.item_id)] = row.id
+        missing = sorted(keys - row_ids.keys())
+        if missing:
+            fid, iid = missing[0]
+            raise StoreError(
+                f"record_poll: decision or story link for item {iid!r} of feed {fid}, "
+                f"which is neither stored nor in the poll ({len(missing)} such items)"
+            )
+
+    def _insert_matches(
+        self,
+        conn: Connection,
+        feed_id: int,
+        intent: PollIntent,
+        row_ids: Mapping[tuple[int, str], int],
+    ) -> None:
+        params = [
+            {
+                "item_row_id": row_ids[(feed_id, decision.id)],
+                "rule": rule,
+                "topics": list(decision.topics),
+                "score": decision.score,
+                "decision": decision.model_dump(mode="json"),
+            }
+            for decision in intent.decisions
+            for rule in (decision.rules or ("",))
+        ]
+        if params:
+            conn.execute(
+                self._insert(matches).on_conflict_do_nothing(
+                    index_elements=["item_row_id", "rule"]
+                ),
+                params,
+            )
+
+    def _upsert_stories(
+        self,
+        conn: Connection,
+        links: Sequence[StoryLink],
+        row_ids: Mapping[tuple[int, str], int],
+    ) -> None:
+        if not links:
+            return
+        latest: dict[str, Story] = {}
+        for link in links:
+            seen = latest.get(link.story.id)
+            if seen is None or link.story.last_seen >= seen.last_seen:
+                latest[link.story.id] = link.story
+        ins = self._insert(stories)
+        # Keep the first title and first_seen; move last_seen forward only.
+        conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["id"],
+                set_={
+                    "last_seen": case(
+                        (
+                            ins.excluded.last_seen > stories.c.last_seen,
+                            ins.excluded.last_seen,
+                        ),
+                        else_=stories.c.last_seen,
+                    ),
+                    "event": func.coalesce(ins.excluded.event, stories.c.event),
+                },
+            ),
+            [
+                {
+                    "id": story.id,
+                    "title": story.title,
+                    "first_seen": story.first_seen,
+                    "last_seen": story.last_seen,
+                    "event": _event_json(story.event),
+                }
+                for story in latest.values()
+            ],
+        )
+        pairs = {
+            (link.story.id, row_ids[(link.feed_id, link.item_id)]) for link in links
+        }
+        conn.execute(
+            self._insert(story_items).on_conflict_do_nothing(
+                index_elements=["story_id", "item_row_id"]
+            ),
+            [{"story_id": s, "item_row_id": r} for s, r in sorted(pairs)],
+        )
+
+    def _insert_alerts(
+        self, conn: Connection, records: Sequence[AlertRecord], now: datetime
+    ) -> tuple[str, ...]:
+        first: dict[str, AlertRecord] = {}
+        for record in records:
+            first.setdefault(record.alert.id, record)
+        if not first:
+            return ()
+        stmt = (
+            self._insert(alerts)
+            .on_conflict_do_nothing(index_elements=["id"])
+            .returning(alerts.c.id)
+        )
+        inserted = set(
+            conn.scalars(
+                stmt,
+                [
+                    {
+                        "id": r.alert.id,
+                        "story_id": r.alert.story_id,
+                        "rule": r.alert.rule,
+                        "created_at": r.alert.created_at,
+                        "payload": r.alert.model_dump(mode="json"),
+                        "supersedes": r.alert.supersedes,
+                    }
+                    for r in first.values()
+                ],
+            )
+        )
+        outbox = [
+            {
+                "alert_id": alert_id,
+                "channel": channel,
+                "status": DeliveryStatus.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": first[alert_id].alert.created_at,
+                "created_at": now,
+            }
+            for alert_id in first
+            if alert_id in inserted
+            for channel in first[alert_id].channels
+        ]
+        if outbox:
+            # No ON CONFLICT here: a channel listed twice is a bug and must roll back.
+            conn.execute(deliveries.insert(), outbox)
+        return tuple(alert_id for alert_id in first if alert_id in inserted)
+
+    def recent_stories(self, since: datetime) -> list[Story]:
+        """Stories seen since ``since`` with their sources, newest first."""
+
+        def work(conn: Connection) -> list[Story]:
+            chosen = select(stories.c.id).where(stories.c.last_seen >= since)
+            sources = self._sources(conn, chosen)
+            rows = conn.execute(
+                select(stories)
+                .where(stories.c.last_seen >= since)
+                .order_by(stories.c.last_seen.desc(), stories.c.id)
+            ).mappings()
+            return [_story_from_row(row, sources.get(row["id"], ())) for row in rows]
+
+        return self._run("recent_stories", work, write=False)
+
+    def _sources(
+        self, conn: Connection, story_ids: Select[Any]
+    ) -> dict[str, list[StorySource]]:
+        """Sources of every story selected by ``story_ids``, in one query."""
+        rows = conn.execute(
+            select(
+                story_items.c.story_id,
+                items.c.item_id,
+                items.c.source,
+                items.c.title,
+                items.c.url,
+                items.c.published,
+                items.c.feed_url,
+            )
+            .join(items, items.c.id == story_items.c.item_row_id)
+            .where(story_items.c.story_id.in_(story_ids.scalar_subquery()))
+            .order_by(
+                story_items.c.story_id,
+                func.coalesce(items.c.published, items.c.first_seen),
+                items.c.id,
+            )
+        ).mappings()
+        found: dict[str, list[StorySource]] = defaultdict(list)
+        for row in rows:
+            found[row["story_id"]].append(
+                StorySource(
+                    item_id=row["item_id"],
+                    source=row["source"],
+                    title=row["title"],
+                    url=row["url"],
+                    published=row["published"],
+                    feed_url=row["feed_url"],
+                )
+            )
+        return found
+
+    # -- outbox ---------------------------------------------------------------------
+
+    def claim_deliveries(
+        self, worker_id: str, now: datetime, limit: int, lease_seconds: float
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` pending deliveries due at ``now``, oldest first."""
+        if limit <= 0:
+            return []
+
+        def work(conn: Connection) -> list[ClaimedDelivery]:
+            c = deliveries.c
+            stmt = (
+                select(c.id)
+                .where(
+                    c.status == DeliveryStatus.PENDING.value,
+                    or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now),
+                    _lease_free(c.lease_owner, c.lease_expires_at, now),
+                )
+                .order_by(c.next_attempt_at.asc().nulls_first(), c.id)
+                .limit(limit)
+            )
+            ids = list(conn.scalars(self._lock_for_claim(stmt)))
+            if not ids:
+                return []
+            conn.execute(
+                update(deliveries)
+                .where(c.id.in_(ids))
+                .values(
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                )
+            )
+            rows = conn.execute(
+                select(deliveries, alerts.c.payload)
+                .join(alerts, alerts.c.id == c.alert_id)
+                .where(c.id.in_(ids))
+            ).mappings()
+            by_id = {
+                row["id"]: ClaimedDelivery(
+                    delivery=_delivery_from_row(row),
+                    alert=_alert_from_payload(row["payload"]),
+                )
+                for row in rows
+            }
+            return [by_id[i] for i in ids]
+
+        return self._run("claim_deliveries", work)
+
+    def record_delivery(self, outcome: DeliveryOutcome) -> None:
+        """Record one attempt (delivered, retry later, or dead) and release the lease."""
+        values: dict[str, Any] = {
+            "attempts": deliveries.c.attempts + 1,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        if outcome.ok:
+            values.update(
+                status=DeliveryStatus.DELIVERED.value,
+                delivered_at=outcome.attempted_at,
+                next_attempt_at=None,
+                last_error=None,
+            )
+        elif outcome.retry_at is not None:
+            values.update(
+                status=DeliveryStatus.PENDING.value,
+                next_attempt_at=outcome.retry_at,
+                last_error=outcome.error,
+            )
+        else:
+            values.update(
+                status=DeliveryStatus.DEAD.value,
+                next_attempt_at=None,
+                last_error=outcome.error,
+            )
+
+        def work(conn: Connection) -> None:
+            result = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.id == outcome.delivery_id)
+                .values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError("delivery", outcome.delivery_id)
+
+        self._run("record_delivery", work)
+
+    def redeliver(self, alert_id: str, now: datetime) -> int:
+        """Make every delivery of the alert pending again, due ``now``; returns how many."""
+
+        def work(conn: Connection) -> int:
+            if conn.scalar(select(alerts.c.id).where(alerts.c.id == alert_id)) is None:
+                raise NotFoundError("alert", alert_id)
+            result = conn.execute(
+                update(deliveries)
+                .where(deliveries.c.alert_id == alert_id)
+                .values(
+                    status=DeliveryStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    last_error=None,
+                    delivered_at=None,
+                    lease_owner=None,
+                    lease_expires_at=None,
+                )
+            )
+            return int(result.rowcount)
+
+        return self._run("redeliver", work)
+
+    # -- queries --------------------------------------------------------------------
+
+    def list_alerts(
+        self,
+        since: datetime | None = None,
+        *,
+        failed_only: bool = False,
+        limit: int = 100,
+    ) -> list[AlertRow]:
+        """Alerts newest first; ``failed_only`` keeps those with a dead delivery or a
+        failed attempt still pending."""
+
+        def work(conn: Connection) -> list[AlertRow]:
+            stmt = (
+                select(alerts.c.id, alerts.c.payload)
+                .order_by(alerts.c.created_at.desc(), alerts.c.id.desc())
+                .limit(max(0, limit))
+            )
+            if since is not None:
+                stmt = stmt.where(alerts.c.created_at >= since)
+            if failed_only:
+                d = deliveries.c
+                stmt = stmt.where(
+                    exists().where(
+                        d.alert_id == alerts.c.id,
+                        or_(
+                            d.status == DeliveryStatus.DEAD.value,
+                            and_(
+                                d.status == DeliveryStatus.PENDING.value, d.attempts > 0
+                            ),
+                        ),
+                    )
+                )
+            rows = conn.execute(stmt).all()
+            outbox = self._deliveries_of(conn, [row.id for row in rows])
+            return [
+                AlertRow(
+                    alert=_alert_from_payload(row.payload),
+                    deliveries=tuple(outbox.get(row.id, ())),
+                )
+                for row in rows
+            ]
+
+        return self._run("list_alerts", work, write=False)
+
+    def get_alert(self, alert_id: str) -> AlertRow:
+        """One alert with its deliveries. NotFoundError if unknown."""
+
+        def work(conn: Connection) -> AlertRow:
+            payload = conn.scalar(
+                select(alerts.c.payload).where(alerts.c.id == alert_id)
+            )
+            if payload is None:
+                raise NotFoundError("alert", alert_id)
+            outbox = self._deliveries_of(conn, [alert_id])
+            return AlertRow(
+                alert=_alert_from_payload(payload),
+                deliveries=tuple(outbox.get(alert_id, ())),
+            )
+
+        return self._run("get_alert", work, write=False)
+
+    def _deliveries_of(
+        self, conn: Connection, alert_ids: Sequence[str]
+    ) -> dict[str, list[Delivery]]:
+        found: dict[str, list[Delivery]] = defaultdict(list)
+        for chunk in _chunks(alert_ids):
+            rows = conn.execute(
+                select(deliveries)
+                .where(deliveries.c.alert_id.in_(chunk))
+                .order_by(deliveries.c.alert_id, deliveries.c.channel)
+            ).mappings()
+            for row in rows:
+                found[row["alert_id"]].append(_delivery_from_row(row))
+        return found
+
+    def stories(self, since: datetime, until: datetime | None = None) -> list[StoryRow]:
+        """Stories whose span [first_seen, last_seen] meets [since, until), newest first."""
+
+        def work(conn: Connection) -> list[StoryRow]:
+            where: list[ColumnElement[bool]] = [stories.c.last_seen >= since]
+            if until is not None:
+                where.append(stories.c.first_seen < until)
+            chosen = select(stories.c.id).where(*where)
+            sources = self._sources(conn, chosen)
+
+            raised: dict[str, list[Alert]] = defaultdict(list)
+            for row in conn.execute(
+                select(alerts.c.story_id, alerts.c.payload)
+                .where(alerts.c.story_id.in_(chosen.scalar_subquery()))
+                .order_by(alerts.c.created_at, alerts.c.id)
+            ):
+                raised[row.story_id].append(_alert_from_payload(row.payload))
+
+            topics: dict[str, set[str]] = defaultdict(set)
+            rules: dict[str, set[str]] = defaultdict(set)
+            for hit in conn.execute(
+                select(story_items.c.story_id, matches.c.rule, matches.c.topics)
+                .join(matches, matches.c.item_row_id == story_items.c.item_row_id)
+                .where(story_items.c.story_id.in_(chosen.scalar_subquery()))
+            ):
+                if hit.rule:
+                    rules[hit.story_id].add(hit.rule)
+                topics[hit.story_id].update(hit.topics or ())
+
+            rows = conn.execute(
+                select(stories)
+                .where(*where)
+                .order_by(stories.c.last_seen.desc(), stories.c.id)
+            ).mappings()
+            return [
+                StoryRow(
+                    story=_story_from_row(row, sources.get(row["id"], ())),
+                    alerts=tuple(raised.get(row["id"], ())),
+                    topics=tuple(sorted(topics.get(row["id"], ()))),
+                    rules=tuple(sorted(rules.get(row["id"], ()))),
+                )
+                for row in rows
+            ]
+
+        return self._run("stories", work, write=False)
+
+    def count_items(self) -> int:
+        """How many items are stored (all feeds, removed feeds' items included)."""
+        return self._run(
+            "count_items",
+            lambda conn: int(conn.scalar(select(func.count()).select_from(items)) or 0),
+            write=False,
+        )
+
+    def item_count_by_feed(self) -> dict[str, int]:
+        """Items stored per subscribed feed URL (feeds with none count 0)."""
+
+        def work(conn: Connection) -> dict[str, int]:
+            rows = conn.execute(
+                select(feeds.c.url, func.count(items.c.id))
+                .select_from(feeds)
+                .outerjoin(items, items.c.feed_id == feeds.c.id)
+                .group_by(feeds.c.id, feeds.c.url)
+            )
+            return {url: int(n) for url, n in rows}
+
+        return self._run("item_count_by_feed", work, write=False)
+
+    def delete_items_before(self, cutoff: datetime) -> int:
+        """Retention: delete items first seen before ``cutoff``; returns how many.
+
+        Items of a story that raised an alert are kept, so alerts keep their sources;
+        stories left with no items and no alerts go too.
+        """
+
+        def work(conn: Connection) -> int:
+            protected = select(story_items.c.item_row_id).join(
+                alerts, alerts.c.story_id == story_items.c.story_id
+            )
+            result = conn.execute(
+                delete(items).where(
+                    items.c.first_seen < cutoff, items.c.id.not_in(protected)
+                )
+            )
+            conn.execute(
+                delete(stories).where(
+                    ~exists().where(story_items.c.story_id == stories.c.id),
+                    ~exists().where(alerts.c.story_id == stories.c.id),
+                )
+            )
+            return int(result.rowcount)
+
+        return self._run("delete_items_before", work)
+
+
+def _event_json(event: Event | None) -> dict[str, Any] | None:
+    return None if event is None else event.model_dump(mode="json")
+
+
+def _story_from_row(row: RowMapping, sources: Iterable[StorySource]) -> Story:
+    return Story(
+        id=row["id"],
+        title=row["title"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        event=None if row["event"] is None else Event.model_validate(row["event"]),
+        sources=tuple(sources),
+    )
