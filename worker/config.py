@@ -27,7 +27,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from worker.errors import ConfigError
 
@@ -36,6 +40,7 @@ __all__ = [
     "ChannelSettings",
     "ConsoleChannelSettings",
     "DeliverySettings",
+    "DigestSchedule",
     "EmailChannelSettings",
     "FeedSettings",
     "FetchSettings",
@@ -72,9 +77,7 @@ def parse_duration(value: object) -> float:
         m = _DURATION.match(value)
         if m:
             return float(m.group(1)) * _UNIT_SECONDS[(m.group(2) or "s").lower()]
-    raise ValueError(
-        f"expected a duration such as 30s, 15m, 2h or 1d, got {value!r}"
-    )
+    raise ValueError(f"expected a duration such as 30s, 15m, 2h or 1d, got {value!r}")
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
@@ -236,6 +239,33 @@ class StorySettings(_Section):
     """Similarity at which two reports are one story."""
 
 
+class DigestSchedule(_Section):
+    """A digest sent on a cron schedule through a channel."""
+
+    name: str
+    cron: str
+    """Five-field crontab expression ("0 8 * * *" = 08:00 every day)."""
+    timezone: str = "UTC"
+    """IANA zone the cron expression is read in ("Asia/Seoul")."""
+    channel: str
+    """Name of the channel that carries it."""
+    since: Duration = 86400.0
+    """How far back the digest looks."""
+
+    @model_validator(mode="after")
+    def _valid_cron(self) -> DigestSchedule:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(self.cron, timezone=self.timezone)
+        except Exception as e:  # apscheduler raises ValueError or zoneinfo errors
+            raise ValueError(
+                f"expected a 5-field cron expression and an IANA time zone, "
+                f"got cron={self.cron!r} timezone={self.timezone!r}: {e}"
+            ) from e
+        return self
+
+
 class ApiSettings(_Section):
     enabled: bool = False
     host: str = "127.0.0.1"
@@ -276,6 +306,7 @@ class Settings(BaseSettings):
     fetch: FetchSettings = Field(default_factory=FetchSettings)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     stories: StorySettings = Field(default_factory=StorySettings)
+    digests: tuple[DigestSchedule, ...] = ()
     api: ApiSettings = Field(default_factory=ApiSettings)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -301,6 +332,17 @@ class Settings(BaseSettings):
             seen.add(ch.name)
         return v
 
+    @model_validator(mode="after")
+    def _digest_channels_exist(self) -> Settings:
+        names = {c.name for c in self.channels}
+        for i, d in enumerate(self.digests):
+            if d.channel not in names:
+                raise ValueError(
+                    f"digests.{i}.channel: no channel named {d.channel!r} "
+                    f"(known: {', '.join(sorted(names)) or 'none'})"
+                )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -323,7 +365,9 @@ class Settings(BaseSettings):
             if ch.name == name:
                 return ch
         known = ", ".join(c.name for c in self.channels) or "none"
-        raise ConfigError(None, "channels", f"no channel named {name!r} (known: {known})")
+        raise ConfigError(
+            None, "channels", f"no channel named {name!r} (known: {known})"
+        )
 
 
 # The YAML document for the settings being built. pydantic-settings builds sources
@@ -356,7 +400,9 @@ class _EnvFileSecretsSource(PydanticBaseSettingsSource):
             try:
                 out[name] = Path(path).read_text(encoding="utf-8").strip()
             except OSError as e:
-                raise ConfigError(var, name, f"cannot read secret file {path!r}: {e}") from e
+                raise ConfigError(
+                    var, name, f"cannot read secret file {path!r}: {e}"
+                ) from e
         return out
 
 
@@ -375,7 +421,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(str(path), "", f"cannot read the config file: {e.strerror}") from e
+        raise ConfigError(
+            str(path), "", f"cannot read the config file: {e.strerror}"
+        ) from e
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -386,7 +434,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(str(path), "", "expected a mapping of settings at the top level")
+        raise ConfigError(
+            str(path), "", "expected a mapping of settings at the top level"
+        )
     return data
 
 
@@ -421,7 +471,11 @@ def load_settings(
             msg = msg[len("Value error, ") :]
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling against feedwatch.example.yaml)"
-        if "input" in err and err["type"] not in ("missing", "extra_forbidden"):
+        if (
+            "input" in err
+            and err["type"] not in ("missing", "extra_forbidden")
+            and not isinstance(err["input"], dict | list | tuple)
+        ):
             shown = repr(err["input"])
             if len(shown) > 80:
                 shown = shown[:77] + "..."

@@ -1,0 +1,61 @@
+"""Shared fixtures: real loopback servers (feeds, webhook receiver, SMTP) and configs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from feedserver import FeedServer
+from receivers import SmtpReceiver, WebhookReceiver
+
+from worker.demo.server import CONTENT_TYPES, feed_files, load_expected
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture
+def feed_server() -> Iterator[FeedServer]:
+    """A real HTTP feed server on 127.0.0.1 with ETag/Last-Modified and 304s."""
+    with FeedServer() as server:
+        yield server
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookReceiver]:
+    """A real HTTP receiver on 127.0.0.1 recording every request."""
+    with WebhookReceiver() as receiver:
+        yield receiver
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 recording every message."""
+    with SmtpReceiver() as server:
+        yield server
+
+
+def publish_demo_feeds(server: FeedServer) -> dict[str, str]:
+    """Serve the bundled demo feeds; returns file name -> URL."""
+    urls: dict[str, str] = {}
+    for path in feed_files():
+        server.set(
+            f"/{path.name}", path.read_bytes(), CONTENT_TYPES[path.suffix.lower()]
+        )
+        urls[path.name] = server.url(f"/{path.name}")
+    return urls
+
+
+@pytest.fixture
+def demo_expected() -> dict[str, Any]:
+    """What the demo feeds must produce (worker/demo/feeds/expected.json)."""
+    return load_expected()
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    """Write a YAML config (JSON is YAML) and return its path."""
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return path

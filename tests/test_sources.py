@@ -1,0 +1,92 @@
+"""Subscriptions: OPML and URL lists in, OPML out, with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.models import Feed
+from worker.sources import SourceFileError, export_opml, read_feed_list
+
+OPML = """<?xml version="1.0" encoding="UTF-8"?>
+<opml version="2.0"><head><title>mine</title></head><body>
+  <outline text="Asia">
+    <outline type="rss" text="Yonhap" xmlUrl="https://en.yna.co.kr/rss/news.xml" category="agency"/>
+    <outline text="Japan">
+      <outline type="rss" title="NHK &amp; co" xmlUrl="https://nhk.example/rss.xml"/>
+    </outline>
+  </outline>
+  <outline type="rss" text="Top" xmlUrl="https://top.example/feed"/>
+</body></opml>
+"""
+
+
+def test_opml_import_keeps_titles_and_folder_tags(tmp_path: Path) -> None:
+    p = tmp_path / "subs.opml"
+    p.write_text(OPML)
+    feeds = read_feed_list(p, interval=600)
+    assert [(f.url, f.title, f.tags) for f in feeds] == [
+        ("https://en.yna.co.kr/rss/news.xml", "Yonhap", ("Asia", "agency")),
+        ("https://nhk.example/rss.xml", "NHK & co", ("Asia", "Japan")),
+        ("https://top.example/feed", "Top", ()),
+    ]
+    assert all(f.interval == 600 for f in feeds)
+
+
+def test_opml_round_trip(tmp_path: Path) -> None:
+    feeds = [
+        Feed(
+            url="https://a.example/rss?x=1&y=2",
+            title='A "quoted" <feed>',
+            tags=("k", "j"),
+        ),
+        Feed(url="https://b.example/atom"),
+    ]
+    p = tmp_path / "out.opml"
+    p.write_text(export_opml(feeds))
+    back = read_feed_list(p, interval=900)
+    assert [(f.url, f.title, f.tags) for f in back] == [
+        ("https://a.example/rss?x=1&y=2", 'A "quoted" <feed>', ("k", "j")),
+        ("https://b.example/atom", "https://b.example/atom", ()),
+    ]
+
+
+def test_url_list_with_comments(tmp_path: Path) -> None:
+    p = tmp_path / "urls.txt"
+    p.write_text("# mine\nhttps://a.example/rss\n\n  file:///srv/x.xml  \n")
+    assert [f.url for f in read_feed_list(p, interval=60)] == [
+        "https://a.example/rss",
+        "file:///srv/x.xml",
+    ]
+
+
+def test_url_list_error_names_file_and_line(tmp_path: Path) -> None:
+    p = tmp_path / "urls.txt"
+    p.write_text("https://a.example/rss\nnot a url\n")
+    with pytest.raises(SourceFileError, match=rf"{p}:2: expected an http"):
+        read_feed_list(p, interval=60)
+
+
+@pytest.mark.parametrize(
+    ("text", "fault"),
+    [
+        ('<?xml version="1.0"?><opml><body><outline', "not well-formed"),
+        ('<?xml version="1.0"?><rss><channel/></rss>', "not an OPML"),
+        (
+            '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><opml><body/></opml>',
+            "DOCTYPE",
+        ),
+    ],
+)
+def test_bad_opml(tmp_path: Path, text: str, fault: str) -> None:
+    p = tmp_path / "bad.opml"
+    p.write_text(text)
+    with pytest.raises(SourceFileError, match=fault) as info:
+        read_feed_list(p, interval=60)
+    assert str(p) in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SourceFileError, match="cannot read"):
+        read_feed_list(tmp_path / "nope", interval=60)

@@ -1,0 +1,159 @@
+"""Digests: what matched in a period, grouped by story (store -> Digest -> text/md/html/json)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from worker.alerts import event_line
+from worker.models import Envelope, utcnow
+from worker.store.base import Store, StoryRow
+
+if TYPE_CHECKING:
+    from worker.channels.base import Channel
+    from worker.config import DigestSchedule
+
+__all__ = [
+    "Digest",
+    "build_digest",
+    "digest_envelope",
+    "digest_payload",
+    "render_digest",
+]
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("worker", "templates"),
+    autoescape=jinja2.select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Stories seen in [since, until), newest first."""
+
+    since: datetime
+    until: datetime
+    generated_at: datetime
+    stories: tuple[StoryRow, ...]
+
+    @property
+    def id(self) -> str:
+        """Stable per period, so a re-sent digest is recognisable."""
+        key = f"{self.since.isoformat()}|{self.until.isoformat()}".encode()
+        return "dg_" + hashlib.sha256(key).hexdigest()[:20]
+
+
+def build_digest(
+    store: Store, since: datetime, until: datetime | None = None
+) -> Digest:
+    """Read the stories of the period from the store."""
+    end = until or utcnow()
+    return Digest(
+        since=since,
+        until=end,
+        generated_at=utcnow(),
+        stories=tuple(store.stories(since, end)),
+    )
+
+
+def _fmt(dt: datetime | None) -> str:
+    return dt.strftime("%Y-%m-%d %H:%M UTC") if dt else "undated"
+
+
+def _story_view(row: StoryRow) -> dict[str, Any]:
+    story = row.story
+    evidence: list[str] = []
+    for alert in row.alerts:
+        for ev in alert.decision.evidence:
+            quote = ev.text.strip()
+            if quote and quote not in evidence:
+                evidence.append(quote)
+    return {
+        "id": story.id,
+        "title": story.title,
+        "event": event_line(story.event),
+        "topics": list(row.topics),
+        "rules": list(row.rules),
+        "first_seen": _fmt(story.first_seen),
+        "last_seen": _fmt(story.last_seen),
+        "sources": [
+            {
+                "source": s.source or "unknown outlet",
+                "title": s.title,
+                # Only web links become hrefs (no javascript: or data: URLs).
+                "url": s.url
+                if s.url and s.url.startswith(("http://", "https://"))
+                else None,
+                "published": _fmt(s.published),
+            }
+            for s in story.sources
+        ],
+        "evidence": evidence[:8],
+        "alerts": [a.id for a in row.alerts],
+    }
+
+
+def digest_payload(d: Digest) -> dict[str, Any]:
+    """The JSON form of a digest (``--format json``, webhook body)."""
+    return {
+        "type": "feedwatch.digest",
+        "id": d.id,
+        "since": d.since.isoformat(),
+        "until": d.until.isoformat(),
+        "generated_at": d.generated_at.isoformat(),
+        "stories": [_story_view(r) for r in d.stories],
+    }
+
+
+def _subject(d: Digest) -> str:
+    n = len(d.stories)
+    return (
+        f"[feedwatch] digest {d.since:%Y-%m-%d %H:%M} to {d.until:%Y-%m-%d %H:%M} UTC: "
+        f"{n} stor{'y' if n == 1 else 'ies'}"
+    )
+
+
+def render_digest(d: Digest, fmt: str) -> str:
+    """The digest as ``text``, ``md``, ``html`` or ``json``."""
+    if fmt == "json":
+        return json.dumps(digest_payload(d), indent=2, ensure_ascii=False)
+    template = {"text": "digest.txt", "md": "digest.md", "html": "digest.html"}[fmt]
+    view = digest_payload(d)
+    return _env.get_template(template).render(
+        subject=_subject(d),
+        since=_fmt(d.since),
+        until=_fmt(d.until),
+        stories=view["stories"],
+    )
+
+
+def digest_envelope(d: Digest) -> Envelope:
+    """The digest rendered once for any channel."""
+    return Envelope(
+        id=d.id,
+        kind="digest",
+        subject=_subject(d),
+        text=render_digest(d, "text"),
+        html=render_digest(d, "html"),
+        data=digest_payload(d),
+    )
+
+
+async def send_scheduled_digest(
+    store: Store, channel: Channel, schedule: DigestSchedule
+) -> Digest:
+    """Build the digest for the schedule's look-back and send it through its channel."""
+    now = utcnow()
+    d = await asyncio.to_thread(
+        build_digest, store, now - timedelta(seconds=schedule.since), now
+    )
+    await channel.send(digest_envelope(d))
+    return d

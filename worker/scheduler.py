@@ -1,0 +1,193 @@
+"""The daemon: an APScheduler AsyncIOScheduler driving poll passes and outbox drains.
+
+The database is the source of truth (leases, next checks, the outbox), so the
+scheduler keeps its jobs in memory and two replicas can run side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from worker.deliver import DrainResult, drain_outbox
+from worker.digest import send_scheduled_digest
+from worker.errors import DeliveryError, StoreError
+from worker.models import utcnow
+from worker.poll import PollSummary, poll_once
+
+if TYPE_CHECKING:
+    from worker.config import DigestSchedule
+    from worker.core import Feedwatch
+
+__all__ = ["Daemon"]
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_SECONDS = 60.0
+
+
+class Daemon:
+    """Runs until stopped; SIGTERM/SIGINT let the jobs in hand finish first."""
+
+    def __init__(self, fw: Feedwatch) -> None:
+        self.fw = fw
+        self.stop_event = asyncio.Event()
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self.polls = 0
+        self.drains = 0
+        self.last_poll: PollSummary | None = None
+        self.last_poll_at: datetime | None = None
+        self.running = False
+
+    def _track(
+        self, name: str, fn: Callable[[], Awaitable[Any]]
+    ) -> Callable[[], Awaitable[None]]:
+        async def job() -> None:
+            if self.stop_event.is_set():
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._inflight.add(task)
+            try:
+                await fn()
+            except (StoreError, DeliveryError):
+                log.exception("%s failed; will try again at the next run", name)
+            except Exception:
+                log.exception("%s failed with an unexpected error (a bug)", name)
+            finally:
+                self._inflight.discard(task)
+
+        return job
+
+    async def poll(self) -> PollSummary:
+        """One poll pass (the job), then a drain so alerts go out at once."""
+        summary = await poll_once(self.fw)
+        self.polls += 1
+        self.last_poll = summary
+        self.last_poll_at = utcnow()
+        if summary.alerts:
+            await self.drain()
+        return summary
+
+    async def drain(self) -> DrainResult:
+        """Deliver what the outbox holds (the job)."""
+        result = await drain_outbox(
+            self.fw.store,
+            self.fw.channels,
+            self.fw.settings.delivery,
+            worker_id=self.fw.worker_id,
+        )
+        self.drains += 1
+        return result
+
+    async def digest(self, schedule: DigestSchedule) -> None:
+        """Send one scheduled digest (the cron job)."""
+        channel = self.fw.channels[schedule.channel]
+        d = await send_scheduled_digest(self.fw.store, channel, schedule)
+        log.info(
+            "digest %s sent to %s: %d stories",
+            schedule.name,
+            schedule.channel,
+            len(d.stories),
+        )
+
+    def stop(self) -> None:
+        """Ask the daemon to stop after the work in hand."""
+        self.stop_event.set()
+
+    async def run(self, *, duration: float | None = None) -> None:
+        """Run the jobs until stop() or a signal, or for ``duration`` seconds."""
+        settings = self.fw.settings
+        await asyncio.to_thread(self.fw.sync_config_feeds)
+        self.fw.ruleset  # noqa: B018 - a broken rule file stops start-up, not a job
+        loop = asyncio.get_running_loop()
+        installed: list[signal.Signals] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+        scheduler = AsyncIOScheduler(
+            event_loop=loop,
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(max(settings.poll.tick, 60)),
+            },
+            timezone="UTC",
+        )
+        start = utcnow()
+        scheduler.add_job(
+            self._track("poll", self.poll),
+            "interval",
+            seconds=settings.poll.tick,
+            next_run_time=start,
+            id="poll",
+        )
+        scheduler.add_job(
+            self._track("drain", self.drain),
+            "interval",
+            seconds=settings.delivery.interval,
+            next_run_time=start + timedelta(seconds=settings.delivery.interval),
+            id="drain",
+        )
+        for sched in settings.digests:
+            scheduler.add_job(
+                self._track(f"digest {sched.name}", _bind(self.digest, sched)),
+                CronTrigger.from_crontab(sched.cron, timezone=sched.timezone),
+                id=f"digest:{sched.name}",
+            )
+        scheduler.start()
+        self.running = True
+        log.info(
+            "feedwatch running: %d channel(s), poll tick %ss, database %s",
+            len(settings.channels),
+            settings.poll.tick,
+            _mask_url(settings.database),
+        )
+        try:
+            if duration is None:
+                await self.stop_event.wait()
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), duration)
+        finally:
+            self.stop_event.set()
+            self.running = False
+            scheduler.shutdown(wait=False)
+            if self._inflight:
+                log.info("stopping: finishing %d job(s) in hand", len(self._inflight))
+                _, pending = await asyncio.wait(
+                    set(self._inflight), timeout=STOP_GRACE_SECONDS
+                )
+                for task in pending:
+                    task.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            log.info("feedwatch stopped")
+
+
+def _bind(
+    fn: Callable[[DigestSchedule], Awaitable[None]], arg: DigestSchedule
+) -> Callable[[], Awaitable[None]]:
+    async def call() -> None:
+        await fn(arg)
+
+    return call
+
+
+def _mask_url(url: str) -> str:
+    """The database URL without its password, for logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        cred, host = rest.rsplit("@", 1)
+        user = cred.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in cred else url
+    return url
