@@ -1,0 +1,612 @@
+"""Fetch stage: a feed URL and its validators -> ``Fetched`` bytes or ``NotModified``.
+
+Untrusted input: time, size, redirect and decompression caps and an SSRF guard;
+failures raise ``FetchError(url, stage)`` (stages listed on ``Fetcher.fetch``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import ipaddress
+import logging
+import re
+import socket
+import time
+import types
+import urllib.parse
+import urllib.request
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import httpx
+
+from worker.config import FetchSettings
+from worker.errors import FetchError
+
+__all__ = [
+    "Fetched",
+    "Fetcher",
+    "IPAddress",
+    "NotModified",
+    "address_kind",
+    "build_user_agent",
+    "check_url_address",
+    "is_public_address",
+    "parse_retry_after",
+]
+
+log = logging.getLogger(__name__)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+_PERMANENT_CODES = frozenset({301, 308})
+# Response headers worth keeping for scheduling (cache-control, expires, retry-after),
+# WebSub discovery (link) and diagnostics.
+_KEPT_HEADERS = (
+    "age",
+    "cache-control",
+    "content-location",
+    "content-type",
+    "date",
+    "etag",
+    "expires",
+    "last-modified",
+    "link",
+    "retry-after",
+)
+_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, "
+    "application/rdf+xml;q=0.9, application/xml;q=0.9, text/xml;q=0.9, "
+    "application/json;q=0.8, */*;q=0.5"
+)
+_METADATA_ADDRESSES = frozenset(
+    {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+)
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A feed document as it came over the wire (decoded from gzip/deflate)."""
+
+    url: str
+    """The final URL, after redirects."""
+    status: int
+    body: bytes
+    etag: str | None
+    last_modified: str | None
+    content_type: str | None
+    body_hash: str
+    """sha256 hex of ``body``: an unchanged body need not be parsed again."""
+    permanent_redirect: str | None
+    """Where the feed now lives if it was reached through 301/308 redirects only."""
+    headers: Mapping[str, str]
+    """Selected response headers, lower-case names (cache-control, expires, ...)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotModified:
+    """The server answered 304: the document is unchanged since the validators."""
+
+    url: str
+    etag: str | None
+    last_modified: str | None
+
+
+def build_user_agent(settings: FetchSettings, version: str) -> str:
+    """The User-Agent: the template with ``{version}``, plus ``; +contact`` if set."""
+    agent = settings.user_agent.replace("{version}", version)
+    if settings.contact:
+        contact = f"+{settings.contact.strip()}"
+        if agent.endswith(")"):
+            agent = f"{agent[:-1]}; {contact})"
+        else:
+            agent = f"{agent} ({contact})"
+    # A header value must not carry CR/LF or other control characters.
+    return _CONTROL_CHARS.sub(" ", agent).strip()
+
+
+def parse_retry_after(
+    value: str | None, *, now: datetime | None = None
+) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or HTTP-date); None if
+    absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    now = now or datetime.now(UTC)
+    return max(0.0, (when - now).total_seconds())
+
+
+def _unwrap(ip: IPAddress) -> IPAddress:
+    """The IPv4 address hidden in an IPv4-mapped, 6to4 or Teredo IPv6 address."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if ip.teredo is not None:
+            return ip.teredo[1]
+    return ip
+
+
+def address_kind(ip: IPAddress) -> str | None:
+    """Why an address is not public ("loopback", "private", ...), or None if it is."""
+    ip = _unwrap(ip)
+    if ip in _METADATA_ADDRESSES:
+        return "cloud metadata"
+    checks = (
+        (ip.is_unspecified, "unspecified"),
+        (ip.is_loopback, "loopback"),
+        (ip.is_link_local, "link-local"),
+        (ip.is_multicast, "multicast"),
+        (ip.is_private, "private"),
+        (ip.is_reserved, "reserved"),
+        (not ip.is_global, "non-global"),
+    )
+    for failed, kind in checks:
+        if failed:
+            return kind
+    return None
+
+
+def is_public_address(ip: IPAddress) -> bool:
+    """True for a globally routable unicast address (the SSRF guard's default policy)."""
+    return address_kind(ip) is None
+
+
+def _parse_ip(text: str) -> IPAddress:
+    # getaddrinfo may report IPv6 link-local addresses with a zone ("fe80::1%eth0").
+    return ipaddress.ip_address(text.split("%", 1)[0])
+
+
+async def check_url_address(
+    url: str, *, allowed: Callable[[IPAddress], bool] = is_public_address
+) -> None:
+    """Refuse (FetchError stage "address") a URL whose host resolves to any address
+    ``allowed`` rejects; by default anything but public unicast (SSRF guard)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e:
+        raise FetchError(url, "url", f"not a valid URL: {e}") from e
+    if not host:
+        raise FetchError(url, "url", "the URL has no host")
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as e:
+        raise FetchError(url, "connect", f"cannot resolve host {host!r}: {e}") from e
+    for info in infos:
+        ip = _parse_ip(str(info[4][0]))
+        if not allowed(ip):
+            kind = address_kind(ip) or "disallowed"
+            shown = host if host == str(ip) else f"{host} ({ip})"
+            raise FetchError(
+                url,
+                "address",
+                f"refusing to fetch from {shown}: {kind} address; feeds on private "
+                "networks are refused unless fetch.allow_private_addresses is true",
+            )
+
+
+class _Decoder:
+    """Incremental gzip/deflate decoder that never produces more than ``limit`` bytes,
+    whatever the compression ratio of one chunk (a 64 KiB chunk can inflate to 64 MB)."""
+
+    def __init__(self, encoding: str, limit: int) -> None:
+        self._encoding = encoding
+        self._limit = limit
+        self._total = 0
+        self._raw_deflate = False
+        self._started = False
+        self._d: zlib._Decompress | None = None
+        self._done = False
+
+    def _new(self) -> zlib._Decompress:
+        if self._encoding == "deflate":
+            return zlib.decompressobj(-zlib.MAX_WBITS if self._raw_deflate else 15)
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+
+    def feed(self, data: bytes) -> bytes:
+        """Decode one chunk; raises _TooLarge past the limit, zlib.error if corrupt."""
+        out: list[bytes] = []
+        while data and not self._done:
+            if self._d is None:
+                if self._started and self._encoding == "gzip" and not data.strip(b"\0"):
+                    break  # zero padding after the last gzip member
+                self._d = self._new()
+            try:
+                chunk = self._d.decompress(data, self._limit - self._total + 1)
+            except zlib.error:
+                # "deflate" is zlib-wrapped by the RFC but often sent raw.
+                if self._encoding == "deflate" and not self._started:
+                    self._raw_deflate = True
+                    self._started = True
+                    self._d = None
+                    continue
+                raise
+            self._started = True
+            self._total += len(chunk)
+            if self._total > self._limit:
+                raise _TooLarge
+            out.append(chunk)
+            if self._d.eof:
+                rest = self._d.unused_data
+                self._d = None  # a further gzip member may follow
+                if self._encoding == "deflate":
+                    self._done = True  # anything after the stream is ignored
+            else:
+                rest = self._d.unconsumed_tail
+                if not chunk and rest == data:
+                    break  # no progress possible; wait for more input
+            data = rest
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        """Flush what is left; raises zlib.error if the stream was cut short."""
+        if self._d is None:
+            return b""
+        tail = self._d.flush()
+        self._total += len(tail)
+        if self._total > self._limit:
+            raise _TooLarge
+        if not self._d.eof:
+            raise zlib.error("compressed stream is truncated")
+        return tail
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _content_encodings(value: str | None) -> list[str]:
+    if not value:
+        return []
+    codes = [c.strip().lower() for c in value.split(",")]
+    return ["gzip" if c == "x-gzip" else c for c in codes if c and c != "identity"]
+
+
+class Fetcher:
+    """One shared HTTP client for every feed; use as ``async with Fetcher(...) as f``.
+
+    ``allow_files`` lets ``file://`` URLs be read (CLI and configured file feeds);
+    ``allowed_address`` replaces the public-address policy of the SSRF guard (used
+    when ``settings.allow_private_addresses`` is false).
+    """
+
+    def __init__(
+        self,
+        settings: FetchSettings,
+        *,
+        version: str,
+        allow_files: bool = False,
+        max_connections: int = 100,
+        allowed_address: Callable[[IPAddress], bool] = is_public_address,
+    ) -> None:
+        self.settings = settings
+        self.user_agent = build_user_agent(settings, version)
+        self.allow_files = allow_files
+        self._max_connections = max_connections
+        self._allowed_address = allowed_address
+        self._client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Fetcher:
+        self._client = httpx.AsyncClient(
+            headers={
+                "User-Agent": self.user_agent,
+                "Accept": _ACCEPT,
+                "Accept-Encoding": "gzip, deflate",
+            },
+            timeout=httpx.Timeout(
+                self.settings.timeout, connect=self.settings.connect_timeout
+            ),
+            limits=httpx.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=min(20, self._max_connections),
+            ),
+            follow_redirects=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the shared client and its connections."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def fetch(
+        self, url: str, *, etag: str | None = None, last_modified: str | None = None
+    ) -> Fetched | NotModified:
+        """GET one feed, conditionally if validators are given.
+
+        Raises FetchError with ``stage`` one of: url, address (SSRF guard), connect,
+        timeout, network, protocol, status (with ``status``/``retry_after``),
+        redirect, size, decode, file.
+        """
+        try:
+            scheme = urllib.parse.urlsplit(url.strip()).scheme.lower()
+        except ValueError as e:
+            raise FetchError(url, "url", f"not a valid URL: {e}") from e
+        if scheme == "file":
+            if not self.allow_files:
+                raise FetchError(
+                    url, "url", "file:// URLs are not allowed for this feed"
+                )
+            return await asyncio.to_thread(self._read_file, url)
+        if scheme not in ("http", "https"):
+            raise FetchError(url, "url", "expected an http:// or https:// URL")
+        if self._client is None:
+            raise RuntimeError("Fetcher used outside 'async with'")
+        started = time.monotonic()
+        try:
+            result = await self._fetch_within_timeout(
+                self._client, url, etag, last_modified
+            )
+        except FetchError as e:
+            log.debug(
+                "fetch %s error stage=%s %.3fs",
+                url,
+                e.stage,
+                time.monotonic() - started,
+            )
+            raise
+        if isinstance(result, NotModified):
+            log.debug("fetch %s status=304 %.3fs", url, time.monotonic() - started)
+        else:
+            log.debug(
+                "fetch %s status=%d bytes=%d final=%s %.3fs",
+                url,
+                result.status,
+                len(result.body),
+                result.url,
+                time.monotonic() - started,
+            )
+        return result
+
+    async def _fetch_within_timeout(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        etag: str | None,
+        last_modified: str | None,
+    ) -> Fetched | NotModified:
+        try:
+            async with asyncio.timeout(self.settings.timeout):
+                result = await self._fetch(client, url, etag, last_modified)
+        except FetchError as e:
+            if e.url == url:
+                raise
+            # A redirect hop failed: report it against the feed's own URL.
+            detail = e.message.removeprefix(f"{e.url}: {e.stage}: ")
+            raise FetchError(
+                url,
+                e.stage,
+                f"after redirect to {e.url}: {detail}",
+                status=e.status,
+                retry_after=e.retry_after,
+            ) from e
+        except TimeoutError as e:
+            raise FetchError(
+                url,
+                "timeout",
+                f"no complete response within {self.settings.timeout:g}s",
+            ) from e
+        return result
+
+    async def _fetch(
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        etag: str | None,
+        last_modified: str | None,
+    ) -> Fetched | NotModified:
+        headers: dict[str, str] = {}
+        # Validators come from an earlier response: send them only if they are
+        # still valid header values (a server could have sent anything).
+        if etag and _safe_header_value(etag):
+            headers["If-None-Match"] = etag
+        if last_modified and _safe_header_value(last_modified):
+            headers["If-Modified-Since"] = last_modified
+        current = url
+        permanent: str | None = None
+        only_permanent = True
+        for _hop in range(self.settings.max_redirects + 1):
+            if not self.settings.allow_private_addresses:
+                await check_url_address(current, allowed=self._allowed_address)
+            try:
+                request = client.build_request("GET", current, headers=headers)
+                response = await client.send(request, stream=True)
+            except httpx.InvalidURL as e:
+                raise FetchError(current, "url", f"not a valid URL: {e}") from e
+            except httpx.HTTPError as e:
+                raise _translate(current, e, self.settings) from e
+            try:
+                status = response.status_code
+                if status in _REDIRECT_CODES:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise FetchError(
+                            current,
+                            "redirect",
+                            f"HTTP {status} without a Location header",
+                        )
+                    target = urllib.parse.urljoin(current, location.strip())
+                    if urllib.parse.urlsplit(target).scheme.lower() not in (
+                        "http",
+                        "https",
+                    ):
+                        raise FetchError(
+                            current,
+                            "redirect",
+                            f"redirect to a non-HTTP URL {target!r}",
+                        )
+                    only_permanent = only_permanent and status in _PERMANENT_CODES
+                    if only_permanent:
+                        permanent = target
+                    current = target
+                    continue
+                if status == 304:
+                    return NotModified(
+                        url=current,
+                        etag=response.headers.get("etag") or etag,
+                        last_modified=response.headers.get("last-modified")
+                        or last_modified,
+                    )
+                if status >= 300:
+                    raise _status_error(current, response)
+                body = await self._read_body(current, response)
+            finally:
+                await response.aclose()
+            kept = {
+                k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers
+            }
+            return Fetched(
+                url=current,
+                status=status,
+                body=body,
+                etag=response.headers.get("etag"),
+                last_modified=response.headers.get("last-modified"),
+                content_type=response.headers.get("content-type"),
+                body_hash=hashlib.sha256(body).hexdigest(),
+                permanent_redirect=permanent,
+                headers=types.MappingProxyType(kept),
+            )
+        raise FetchError(
+            url,
+            "redirect",
+            f"more than {self.settings.max_redirects} redirects (last to {current})",
+        )
+
+    async def _read_body(self, url: str, response: httpx.Response) -> bytes:
+        cap = self.settings.max_body_bytes
+        length = response.headers.get("content-length", "").strip()
+        if length.isdigit() and int(length) > cap:
+            raise FetchError(
+                url,
+                "size",
+                f"Content-Length {int(length)} exceeds the limit of {cap} bytes",
+            )
+        encodings = _content_encodings(response.headers.get("content-encoding"))
+        for enc in encodings:
+            if enc not in ("gzip", "deflate"):
+                raise FetchError(url, "decode", f"unsupported Content-Encoding {enc!r}")
+        # Encodings are listed in the order applied, so undo them last to first.
+        decoders = [_Decoder(enc, cap) for enc in reversed(encodings)]
+        parts: list[bytes] = []
+        raw = 0
+        size = 0
+        try:
+            async for chunk in response.aiter_raw(_CHUNK):
+                raw += len(chunk)
+                if raw > cap:
+                    raise FetchError(
+                        url, "size", f"body exceeds the limit of {cap} bytes"
+                    )
+                for d in decoders:
+                    chunk = d.feed(chunk)
+                size += len(chunk)
+                if size > cap:
+                    raise _TooLarge
+                parts.append(chunk)
+            for i, d in enumerate(decoders):
+                tail = d.finish()
+                for later in decoders[i + 1 :]:
+                    tail = later.feed(tail)
+                parts.append(tail)
+                size += len(tail)
+        except _TooLarge as e:
+            raise FetchError(
+                url, "size", f"decompressed body exceeds the limit of {cap} bytes"
+            ) from e
+        except zlib.error as e:
+            raise FetchError(url, "decode", f"corrupt {encodings[0]} body: {e}") from e
+        except httpx.HTTPError as e:
+            raise _translate(url, e, self.settings) from e
+        if size > cap:
+            raise FetchError(
+                url, "size", f"decompressed body exceeds the limit of {cap} bytes"
+            )
+        return b"".join(parts)
+
+    def _read_file(self, url: str) -> Fetched:
+        cap = self.settings.max_body_bytes
+        parts = urllib.parse.urlsplit(url)
+        if parts.netloc not in ("", "localhost"):
+            raise FetchError(url, "url", "file:// URLs must name a local file")
+        path = Path(urllib.request.url2pathname(parts.path))
+        try:
+            with path.open("rb") as f:
+                body = f.read(cap + 1)
+        except OSError as e:
+            raise FetchError(
+                url, "file", f"cannot read {path}: {e.strerror or e}"
+            ) from e
+        if len(body) > cap:
+            raise FetchError(url, "size", f"file exceeds the limit of {cap} bytes")
+        return Fetched(
+            url=url,
+            status=200,
+            body=body,
+            etag=None,
+            last_modified=None,
+            content_type=None,
+            body_hash=hashlib.sha256(body).hexdigest(),
+            permanent_redirect=None,
+            headers=types.MappingProxyType({}),
+        )
+
+
+def _safe_header_value(value: str) -> bool:
+    return value.isascii() and value.isprintable()
+
+
+def _status_error(url: str, response: httpx.Response) -> FetchError:
+    status = response.status_code
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    reason = response.reason_phrase or ""
+    msg = f"HTTP {status} {reason}".rstrip()
+    if status < 400:
+        msg = f"unexpected {msg}"
+    if retry_after is not None:
+        msg += f" (retry after {retry_after:g}s)"
+    return FetchError(url, "status", msg, status=status, retry_after=retry_after)
+
+
+def _translate(url: str, e: httpx.HTTPError, settings: FetchSettings) -> FetchError:
+    """An httpx error as a FetchError naming the stage."""
+    detail = str(e) or type(e).__name__
+    if isinstance(e, httpx.ConnectTimeout):
+        return FetchError(
+            url, "timeout", f"connect timed out after {settings.connect_timeout:g}s"
+        )
+    if isinstance(e, httpx.TimeoutException):
+        return FetchError(url, "timeout", f"timed out: {detail}")
+    if isinstance(e, httpx.ConnectError | httpx.ProxyError):
+        return FetchError(url, "connect", f"cannot connect: {detail}")
+    if isinstance(e, httpx.ProtocolError):
+        return FetchError(url, "protocol", f"bad HTTP response: {detail}")
+    if isinstance(e, httpx.UnsupportedProtocol):
+        return FetchError(url, "url", detail)
+    return FetchError(url, "network", detail)
