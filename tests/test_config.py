@@ -169,7 +169,7 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
 
 def test_wrong_env_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FEEDWATCH_POLL__CONCURRENCY", "many")
-    with pytest.raises(ConfigError, match="poll.concurrency"):
+    with pytest.raises(ConfigError, match=r"poll\.concurrency"):
         load_settings()
 
 
