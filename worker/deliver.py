@@ -1,0 +1,266 @@
+"""Outbox dispatcher: claimed outbox rows (``ClaimedDelivery``) -> channel sends ->
+``DeliveryOutcome`` records (delivered, retry later with backoff, or dead).
+
+Owns the retry policy; the scheduler only decides when to drain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from worker.alerts import render_alert
+from worker.channels.base import Channel
+from worker.config import DeliverySettings
+from worker.errors import DeliveryError
+from worker.models import Envelope, utcnow
+from worker.store.base import ClaimedDelivery, DeliveryOutcome, Store
+
+__all__ = [
+    "DEFAULT_CONCURRENCY",
+    "DEFAULT_LEASE_SECONDS",
+    "DEFAULT_SEND_TIMEOUT",
+    "MAX_RETRY_AFTER",
+    "DrainResult",
+    "backoff",
+    "drain_outbox",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER = 86400.0
+"""A receiver's Retry-After is honoured up to a day."""
+DEFAULT_LEASE_SECONDS = 300.0
+DEFAULT_CONCURRENCY = 16
+DEFAULT_SEND_TIMEOUT = 120.0
+_MAX_EXPONENT = 1000  # 2**1000 is still a finite float; the cap applies long before.
+
+
+def backoff(
+    attempt: int,
+    *,
+    base: float,
+    cap: float,
+    retry_after: float | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Seconds before retry ``attempt`` (0 = after the first failure):
+    ``base * 2**attempt * U(1, 2)`` capped at ``cap``, and never sooner than the
+    receiver's ``retry_after`` (itself capped at a day, not at ``cap``)."""
+    exponent = min(max(attempt, 0), _MAX_EXPONENT)
+    delay = min(base * math.ldexp(1.0, exponent) * (1.0 + rand()), cap)
+    if retry_after is not None and retry_after > delay:
+        delay = min(retry_after, MAX_RETRY_AFTER)
+    return max(delay, 0.0)
+
+
+@dataclass
+class DrainResult:
+    """What one drain did: delivered, scheduled for retry, given up (dead)."""
+
+    delivered: int = 0
+    retried: int = 0
+    dead: int = 0
+
+
+class _Dispatcher:
+    """One drain: renders each alert once, sends with bounded concurrency, and
+    turns every result into exactly one recorded outcome."""
+
+    def __init__(
+        self,
+        store: Store,
+        channels: Mapping[str, Channel],
+        settings: DeliverySettings,
+        now: Callable[[], datetime],
+        concurrency: int,
+        send_timeout: float | None,
+    ) -> None:
+        self.store = store
+        self.channels = channels
+        self.settings = settings
+        self.now = now
+        self.send_timeout = send_timeout
+        self.semaphore = asyncio.Semaphore(max(concurrency, 1))
+        self.rendered: dict[str, Envelope] = {}
+
+    def render(self, claimed: ClaimedDelivery) -> Envelope:
+        envelope = self.rendered.get(claimed.alert.id)
+        if envelope is None:
+            envelope = self.rendered[claimed.alert.id] = render_alert(claimed.alert)
+        return envelope
+
+    async def attempt(self, claimed: ClaimedDelivery) -> DeliveryOutcome:
+        """Send one claimed delivery and decide its outcome (never raises but
+        for cancellation)."""
+        delivery, alert = claimed.delivery, claimed.alert.id
+        assert delivery.id is not None, "claimed deliveries have ids"
+        channel = self.channels.get(delivery.channel)
+        if channel is None:
+            known = ", ".join(sorted(self.channels)) or "none"
+            return DeliveryOutcome(
+                delivery_id=delivery.id,
+                ok=False,
+                attempted_at=self.now(),
+                error=(
+                    f"channel {delivery.channel!r} is not configured any more "
+                    f"(configured: {known}); add it back and run "
+                    f"`feedwatch alerts redeliver {claimed.alert.id}`"
+                ),
+            )
+        async with self.semaphore:
+            attempted_at = self.now()
+            deadline: asyncio.Timeout | None = None
+            try:
+                envelope = self.render(claimed)
+                async with asyncio.timeout(self.send_timeout) as deadline:
+                    await channel.send(envelope)
+            except DeliveryError as e:
+                return self.failed(
+                    claimed, attempted_at, str(e), e.retryable, e.retry_after
+                )
+            except Exception as e:
+                if (
+                    isinstance(e, TimeoutError)
+                    and deadline is not None
+                    and deadline.expired()
+                ):
+                    message = f"send did not finish within {self.send_timeout:g}s"
+                    log.error(
+                        "channel %s, alert %s: %s", delivery.channel, alert, message
+                    )
+                    error = str(
+                        DeliveryError(delivery.channel, alert, message, retryable=True)
+                    )
+                    return self.failed(claimed, attempted_at, error, True, None)
+                # Outside the DeliveryError contract: a bug. Keep the daemon alive and
+                # the alert retryable, and make the traceback visible.
+                log.exception(
+                    "channel %s, alert %s: unexpected error (a bug)",
+                    delivery.channel,
+                    alert,
+                )
+                return self.failed(
+                    claimed, attempted_at, f"unexpected error: {e!r}", True, None
+                )
+        return DeliveryOutcome(
+            delivery_id=delivery.id, ok=True, attempted_at=attempted_at
+        )
+
+    def failed(
+        self,
+        claimed: ClaimedDelivery,
+        attempted_at: datetime,
+        error: str,
+        retryable: bool,
+        retry_after: float | None,
+    ) -> DeliveryOutcome:
+        delivery = claimed.delivery
+        assert delivery.id is not None
+        attempts = delivery.attempts + 1
+        if not retryable or attempts >= self.settings.max_attempts:
+            if retryable:
+                error = f"{error} (gave up after {attempts} attempts)"
+            return DeliveryOutcome(
+                delivery_id=delivery.id,
+                ok=False,
+                attempted_at=attempted_at,
+                error=error,
+            )
+        delay = backoff(
+            delivery.attempts,
+            base=self.settings.backoff_base,
+            cap=self.settings.backoff_max,
+            retry_after=retry_after,
+        )
+        return DeliveryOutcome(
+            delivery_id=delivery.id,
+            ok=False,
+            attempted_at=attempted_at,
+            error=error,
+            retry_at=self.now() + timedelta(seconds=delay),
+        )
+
+    async def deliver(self, claimed: ClaimedDelivery) -> DeliveryOutcome:
+        outcome = await self.attempt(claimed)
+        await asyncio.to_thread(self.store.record_delivery, outcome)
+        alert_id, channel = claimed.alert.id, claimed.delivery.channel
+        if outcome.ok:
+            log.info("delivered alert=%s channel=%s", alert_id, channel)
+        elif outcome.retry_at is not None:
+            log.warning(
+                "delivery failed alert=%s channel=%s retry_at=%s: %s",
+                alert_id,
+                channel,
+                outcome.retry_at.isoformat(),
+                outcome.error,
+            )
+        else:
+            log.error(
+                "delivery dead alert=%s channel=%s: %s",
+                alert_id,
+                channel,
+                outcome.error,
+            )
+        return outcome
+
+
+async def drain_outbox(
+    store: Store,
+    channels: Mapping[str, Channel],
+    settings: DeliverySettings,
+    *,
+    worker_id: str,
+    now: Callable[[], datetime] = utcnow,
+    max_rounds: int = 10,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+) -> DrainResult:
+    """Deliver due outbox rows until none are left or ``max_rounds`` batches are done.
+
+    Every claimed row gets exactly one ``record_delivery``: delivered; failed and
+    retryable -> ``retry_at`` by :func:`backoff` (dead once ``max_attempts`` is
+    reached); permanent failure or unknown channel -> dead. A ``StoreError`` while
+    recording is raised once the batch's other sends have finished; a row whose
+    outcome was not recorded keeps its lease until ``lease_seconds`` pass and is
+    then sent again (delivery is at least once, with a stable id). ``lease_seconds``
+    must exceed the time a batch takes (``send_timeout`` bounds each send).
+    """
+    dispatcher = _Dispatcher(store, channels, settings, now, concurrency, send_timeout)
+    total = DrainResult()
+    for _ in range(max(max_rounds, 0)):
+        claimed = await asyncio.to_thread(
+            store.claim_deliveries, worker_id, now(), settings.batch, lease_seconds
+        )
+        if not claimed:
+            break
+        results = await asyncio.gather(
+            *(dispatcher.deliver(c) for c in claimed), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for result in results:
+            if isinstance(result, BaseException):
+                failure = failure or result
+            elif result.ok:
+                total.delivered += 1
+            elif result.retry_at is not None:
+                total.retried += 1
+            else:
+                total.dead += 1
+        if failure is not None:
+            raise failure
+    if total.delivered or total.retried or total.dead:
+        log.info(
+            "drain worker=%s delivered=%d retried=%d dead=%d",
+            worker_id,
+            total.delivered,
+            total.retried,
+            total.dead,
+        )
+    return total
