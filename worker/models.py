@@ -185,6 +185,8 @@ class StorySource(_Model):
     item_id: str
     source: str | None = None
     title: str
+    lede: str = ""
+    """The start of the report's summary (clustering compares it too)."""
     url: str | None = None
     published: datetime | None = None
     feed_url: str | None = None

@@ -15,9 +15,11 @@ from datetime import datetime, timedelta
 
 from worker.models import Decision, Event, Item, Story, StorySource
 
-__all__ = ["StoryIndex", "similarity", "story_id", "title_tokens"]
+__all__ = ["StoryIndex", "report_tokens", "similarity", "story_id", "title_tokens"]
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+LEDE_CHARS = 300
 _STOP = frozenset(
     """a an the and or of to in on at for with by from as is are was were be been will
     would could should may might has have had its it this that these those after before
@@ -65,6 +67,12 @@ def title_tokens(text: str) -> frozenset[str]:
     """Content words of a headline, folded so that outlets' phrasings meet."""
     words = (w.lower() for w in _WORD.findall(text.replace("S.Korea", "South Korea")))
     return frozenset(_stem(w) for w in words if w not in _STOP and len(w) > 1)
+
+
+def report_tokens(title: str, summary: str) -> frozenset[str]:
+    """Words of a headline and the first sentence of its lede."""
+    lede = _FIRST_SENTENCE.split(summary[:LEDE_CHARS], maxsplit=1)[0]
+    return title_tokens(f"{title} {lede}")
 
 
 def story_id(item: Item) -> str:
@@ -136,7 +144,7 @@ class StoryIndex:
 
     def assign(self, item: Item, decision: Decision, now: datetime) -> Story:
         """The story this report belongs to (an existing one, or a new one), updated."""
-        tokens = title_tokens(item.title)
+        tokens = report_tokens(item.title, item.summary)
         seen = now
         best: _Cluster | None = None
         best_score = 0.0
@@ -150,6 +158,7 @@ class StoryIndex:
             item_id=item.id,
             source=item.source,
             title=item.title,
+            lede=item.summary[:LEDE_CHARS],
             url=item.url,
             published=item.published,
             feed_url=item.feed_url,

@@ -9,9 +9,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +51,7 @@ from worker.models import (
     Event,
     Feed,
     FeedStatus,
+    Item,
     Story,
     StorySource,
     utcnow,
@@ -73,7 +76,10 @@ from worker.store.schema import (
     story_items,
 )
 
-__all__ = ["MIGRATIONS_DIR", "SqlStore"]
+__all__ = ["MIGRATIONS_DIR", "SearchQuery", "SqlStore", "parse_search"]
+
+# Characters of a summary kept with a story's sources (clustering reads them).
+LEDE_CHARS = 300
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +167,67 @@ def _lease_free(
     return or_(owner.is_(None), expires.is_(None), expires <= now)
 
 
+_SEARCH_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
+_WORD = re.compile(r"\w")
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A web-search query, parsed: an item matches when every group has one of its
+    terms and no excluded term appears. A term is a word or a quoted phrase."""
+
+    groups: tuple[tuple[str, ...], ...] = ()
+    excluded: tuple[str, ...] = ()
+
+    def fts5(self) -> str:
+        """The query in SQLite FTS5 syntax, every term quoted (no syntax errors)."""
+
+        def quote(term: str) -> str:
+            return '"' + term.replace('"', '""') + '"'
+
+        positive = " AND ".join(
+            "(" + " OR ".join(quote(t) for t in group) + ")" for group in self.groups
+        )
+        if not self.excluded:
+            return positive
+        return f"({positive}) NOT (" + " OR ".join(map(quote, self.excluded)) + ")"
+
+
+def parse_search(q: str) -> SearchQuery:
+    """Parse the web-search syntax PostgreSQL's ``websearch_to_tsquery`` reads.
+
+    Words must all appear, ``"quoted words"`` as a phrase, ``or`` between two
+    terms admits either, ``-word`` excludes. Terms without a letter or digit are
+    dropped.
+
+    >>> parse_search('summit "Xi Jinping" or Kishida -rumour')
+    SearchQuery(groups=(('summit',), ('Xi Jinping', 'Kishida')), excluded=('rumour',))
+    """
+    groups: list[tuple[str, ...]] = []
+    excluded: list[str] = []
+    pending_or = False
+    for m in _SEARCH_TOKEN.finditer(q):
+        negated, phrase, word = m.group(1) == "-", m.group(2), m.group(3)
+        if word is not None:
+            if word.lower() == "or":
+                pending_or = bool(groups)
+                continue
+            negated = word.startswith("-") and len(word) > 1
+            term = word[1:] if negated else word
+        else:
+            term = " ".join((phrase or "").split())
+        if not _WORD.search(term):
+            continue
+        if negated:
+            excluded.append(term)
+        elif pending_or:
+            groups[-1] = (*groups[-1], term)
+        else:
+            groups.append((term,))
+        pending_or = False
+    return SearchQuery(groups=tuple(groups), excluded=tuple(excluded))
+
+
 class SqlStore:
     """The Store on SQLAlchemy Core; subclasses supply the engine and dialect quirks.
 
@@ -215,6 +282,13 @@ class SqlStore:
 
     def _before_migrate(self, conn: Connection) -> None:
         """Serialise concurrent migrations where the database needs help."""
+
+    def _search_statement(
+        self, query: SearchQuery, text: str, limit: int
+    ) -> Select[Any]:
+        """SELECT the ``items`` rows matching ``query`` (``text`` as typed), best
+        first, at most ``limit``; the dialect's full-text index does the work."""
+        raise NotImplementedError
 
     # -- transactions -------------------------------------------------------------
 
@@ -670,6 +744,7 @@ class SqlStore:
                 items.c.item_id,
                 items.c.source,
                 items.c.title,
+                func.substr(items.c.summary, 1, LEDE_CHARS).label("lede"),
                 items.c.url,
                 items.c.published,
                 items.c.feed_url,
@@ -689,6 +764,7 @@ class SqlStore:
                     item_id=row["item_id"],
                     source=row["source"],
                     title=row["title"],
+                    lede=row["lede"] or "",
                     url=row["url"],
                     published=row["published"],
                     feed_url=row["feed_url"],
@@ -974,6 +1050,56 @@ class SqlStore:
             return int(result.rowcount)
 
         return self._run("delete_items_before", work)
+
+    def ping(self) -> None:
+        """Readiness: one cheap read of a feedwatch table (StoreError if the database
+        is unreachable or not migrated)."""
+        self._run(
+            "ping",
+            lambda conn: conn.execute(select(feeds.c.id).limit(1)).all(),
+            write=False,
+        )
+
+    def count_pending_deliveries(self) -> int:
+        """Outbox depth: deliveries still pending (due or waiting for a retry)."""
+        return self._run(
+            "count_pending_deliveries",
+            lambda conn: int(
+                conn.scalar(
+                    select(func.count())
+                    .select_from(deliveries)
+                    .where(deliveries.c.status == DeliveryStatus.PENDING.value)
+                )
+                or 0
+            ),
+            write=False,
+        )
+
+    def search_items(self, q: str, limit: int = 50) -> list[Item]:
+        """Items whose title or summary match ``q`` (web-search syntax, see
+        :func:`parse_search`), best match first, then newest; [] when ``q`` names
+        nothing to look for."""
+        query = parse_search(q)
+        if not query.groups or limit <= 0:
+            return []
+
+        def work(conn: Connection) -> list[Item]:
+            rows = conn.execute(self._search_statement(query, q, limit)).mappings()
+            return [_item_from_row(row) for row in rows]
+
+        return self._run("search_items", work, write=False)
+
+
+def _item_from_row(row: RowMapping) -> Item:
+    return Item(
+        id=row["item_id"],
+        title=row["title"],
+        summary=row["summary"],
+        url=row["url"],
+        published=row["published"],
+        source=row["source"],
+        feed_url=row["feed_url"],
+    )
 
 
 def _event_json(event: Event | None) -> dict[str, Any] | None:
