@@ -161,7 +161,9 @@ class Daemon:
         finally:
             self.stop_event.set()
             self.running = False
-            scheduler.shutdown(wait=False)
+            # Pause first: APScheduler's asyncio executor cancels running jobs on
+            # shutdown, and the jobs in hand must finish (nothing half-written).
+            scheduler.pause()
             if self._inflight:
                 log.info("stopping: finishing %d job(s) in hand", len(self._inflight))
                 _, pending = await asyncio.wait(
@@ -169,6 +171,7 @@ class Daemon:
                 )
                 for task in pending:
                     task.cancel()
+            scheduler.shutdown(wait=False)
             for sig in installed:
                 loop.remove_signal_handler(sig)
             log.info("feedwatch stopped")
