@@ -102,7 +102,42 @@ def run(ctx: click.Context, duration: float | None) -> None:
     async def main() -> None:
         fw = make_feedwatch(settings)
         try:
-            await Daemon(fw).run(duration=duration)
+            daemon = Daemon(fw)
+            if settings.api.enabled:
+                from worker.api import run_api
+
+                await asyncio.gather(
+                    daemon.run(duration=duration),
+                    run_api(fw, daemon.stop_event, daemon=daemon),
+                )
+            else:
+                await daemon.run(duration=duration)
+        finally:
+            await fw.aclose()
+
+    asyncio.run(main())
+
+
+@cli.command()
+@_config_option
+@click.pass_context
+def serve(ctx: click.Context) -> None:
+    """Serve the HTTP API alone (health, metrics, alerts, search, digests)."""
+    import signal
+
+    from worker.api import run_api
+    from worker.core import make_feedwatch
+
+    settings = _settings(ctx)
+
+    async def main() -> None:
+        fw = make_feedwatch(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await run_api(fw, stop)
         finally:
             await fw.aclose()
 

@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from worker.config import Settings
+from worker.metrics import Metrics
 from worker.sources import config_feeds
 from worker.store import open_store
 
@@ -32,6 +33,7 @@ class Feedwatch:
         self.settings = settings
         self.store = store
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics = Metrics()
         self._ruleset: Ruleset | None = None
         self._channels: dict[str, Channel] | None = None
 

@@ -5,7 +5,7 @@ Contains no business logic: the poll and deliver shells decide, the store record
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
@@ -88,6 +88,12 @@ class DeliveryOutcome:
     attempted_at: datetime
     error: str | None = None
     retry_at: datetime | None = None
+    held: bool = False
+    """Not sent: the channel is in quiet hours; the row waits (status ``held``) for
+    a digest. Not an attempt: ``attempts`` is unchanged."""
+    defer_until: datetime | None = None
+    """Not sent: the channel's rate limit (or quiet hours ending) puts it off until
+    then, still pending. Not an attempt: ``attempts`` is unchanged."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +131,8 @@ class Store(Protocol):
     Groups: lifecycle (``migrate``, ``close``, context manager); feeds (``add_feed``,
     ``remove_feed``, ``get_feed``, ``list_feeds``, ``claim_due_feeds``); poll
     (``known_item_ids``, ``record_poll``, ``recent_stories``); outbox
-    (``claim_deliveries``, ``record_delivery``, ``redeliver``); queries
+    (``claim_deliveries``, ``record_delivery``, ``redeliver``, ``delivered_times``,
+    ``held_alerts``, ``release_held``, ``story_alerts``); queries
     (``list_alerts``, ``get_alert``, ``stories``, ``count_items``).
     """
 
@@ -148,6 +155,10 @@ class Store(Protocol):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
+
+    def ping(self) -> None:
+        """Readiness: one cheap read (StoreError if unreachable or not migrated)."""
+        ...
 
     # feeds
     def add_feed(self, feed: Feed) -> Feed:
@@ -226,6 +237,26 @@ class Store(Protocol):
         """
         ...
 
+    def delivered_times(self, channel: str, since: datetime) -> list[datetime]:
+        """When the channel's deliveries since ``since`` were made, oldest first
+        (rate limits)."""
+        ...
+
+    def held_alerts(self, channel: str) -> list[Alert]:
+        """Alerts held on ``channel`` in quiet hours, oldest first, for its digest."""
+        ...
+
+    def release_held(
+        self, channel: str, alert_ids: Sequence[str], digest_id: str, now: datetime
+    ) -> int:
+        """Mark these held deliveries of ``channel`` delivered by digest
+        ``digest_id``; returns how many (rows not held any more are left alone)."""
+        ...
+
+    def story_alerts(self, story_ids: Sequence[str]) -> dict[str, list[Alert]]:
+        """The alerts each story has raised, oldest first (status-change policy)."""
+        ...
+
     # queries
     def list_alerts(
         self,
@@ -250,8 +281,41 @@ class Store(Protocol):
         """How many items are stored (all feeds)."""
         ...
 
+    def count_pending_deliveries(self) -> int:
+        """Outbox depth: deliveries still pending (due or waiting for a retry)."""
+        ...
+
+    def search_items(self, q: str, limit: int = 50) -> list[Item]:
+        """Full-text search over titles and summaries, best match first."""
+        ...
+
     def item_count_by_feed(self) -> dict[str, int]:
         """Items stored per feed URL (0 for feeds with none)."""
+        ...
+
+    # batched poll writes
+    def known_item_ids_many(
+        self, ids_by_feed: Mapping[int, Sequence[str]]
+    ) -> dict[int, set[str]]:
+        """For each feed id, which of its item ids are already stored (one
+        transaction; every feed id given is a key of the result)."""
+        ...
+
+    def record_polls(self, intents: Sequence[PollIntent]) -> list[PollRecord]:
+        """``record_poll`` for many feeds in ONE transaction (all or nothing);
+        returns one record per intent, in order."""
+        ...
+
+    def move_feed(self, feed_id: int, url: str) -> bool:
+        """Point a feed at a new URL (permanent redirect); returns False and changes
+        nothing if another feed has that URL. NotFoundError if the id is unknown."""
+        ...
+
+    def recent_item_counts(
+        self, feed_ids: Sequence[int], since: datetime
+    ) -> dict[int, int]:
+        """Items per feed dated (published, else first seen) at or after ``since``;
+        0 for feeds with none. Adaptive scheduling reads this."""
         ...
 
     def delete_items_before(self, cutoff: datetime) -> int:

@@ -1,7 +1,8 @@
 """Store stage: the database schema as SQLAlchemy Core tables.
 
 Input: nothing; output: ``metadata`` with the tables the SQL stores read and write.
-Migration ``0001_initial`` creates exactly these tables (a test compares the two).
+Migration ``0001_initial`` creates exactly these tables (a test compares the two);
+``0002_search`` adds the full-text index, which lives outside ``metadata``.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "FTS_TABLE",
     "NAMING_CONVENTION",
+    "SEARCH_CONFIG",
+    "SEARCH_INDEX",
+    "SEARCH_VECTOR",
     "UTCDateTime",
     "alerts",
     "deliveries",
     "feeds",
+    "include_name",
     "items",
     "matches",
     "metadata",
@@ -208,6 +214,42 @@ deliveries = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("lease_owner", Text),
     Column("lease_expires_at", UTCDateTime),
+    # Migration 0003: the digest that carried a delivery held in quiet hours.
+    Column("digest_id", Text),
     UniqueConstraint("alert_id", "channel"),
     Index(None, "status", "next_attempt_at"),
+    Index(None, "channel", "delivered_at"),
 )
+
+
+# -- full-text search (migration 0002) ------------------------------------------------
+# The search index lives outside ``metadata``: SQLite keeps it in an FTS5 table that
+# triggers on ``items`` keep in step, PostgreSQL in a GIN expression index on
+# ``items``. Migration 0002 writes both as raw DDL; schema comparisons skip them by
+# name (``include_name``). A SQLite batch migration that rebuilds ``items`` drops
+# the FTS triggers: such a migration must create them again and rebuild the index.
+
+FTS_TABLE = "items_fts"
+"""SQLite: FTS5 table over ``items.title`` and ``items.summary`` (external content,
+``porter unicode61`` tokenizer: English stemming, diacritics folded)."""
+
+SEARCH_CONFIG = "english"
+"""PostgreSQL text search configuration (English stemming, like porter in SQLite)."""
+
+SEARCH_INDEX = "ix_items_search"
+"""PostgreSQL: the GIN index on ``SEARCH_VECTOR``."""
+
+SEARCH_VECTOR = f"to_tsvector('{SEARCH_CONFIG}'::regconfig, title || ' ' || summary)"
+"""PostgreSQL: the indexed expression; a query must repeat it verbatim to use it."""
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic ``include_name`` hook: leave the search index (raw DDL, not in
+    ``metadata``) out of schema comparisons and autogenerate."""
+    if name is None:
+        return True
+    if type_ == "table":
+        return not name.startswith(FTS_TABLE)
+    if type_ == "index":
+        return name != SEARCH_INDEX
+    return True

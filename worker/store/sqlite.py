@@ -12,13 +12,27 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Table, create_engine, event
+from sqlalchemy import (
+    Connection,
+    Integer,
+    Select,
+    Table,
+    column,
+    create_engine,
+    event,
+    func,
+    literal_column,
+    select,
+    table,
+)
 from sqlalchemy.dialects.sqlite import Insert, insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.sql.expression import ColumnClause
 
-from worker.store.sql import SqlStore
+from worker.store.schema import FTS_TABLE, items
+from worker.store.sql import SearchQuery, SqlStore
 
 __all__ = ["SQLiteStore"]
 
@@ -97,6 +111,20 @@ class SQLiteStore(SqlStore):
 
     def _insert(self, table: Table) -> Insert:
         return insert(table)
+
+    def _search_statement(
+        self, query: SearchQuery, text: str, limit: int
+    ) -> Select[Any]:
+        # FTS5 MATCH on the external-content table; bm25() is lower for better hits.
+        fts = table(FTS_TABLE, column("rowid", Integer))
+        fts_name: ColumnClause[Any] = literal_column(FTS_TABLE)
+        return (
+            select(items)
+            .join(fts, fts.c.rowid == items.c.id)
+            .where(fts_name.op("MATCH")(query.fts5()))
+            .order_by(func.bm25(fts_name), items.c.first_seen.desc(), items.c.id.desc())
+            .limit(limit)
+        )
 
     def _transaction_options(self, write: bool) -> dict[str, Any]:
         return {_BEGIN_OPTION: "IMMEDIATE" if write else "DEFERRED"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-from worker.store.schema import metadata
+from worker.store.schema import include_name, metadata
 
 
 def _run(connection: Connection) -> None:
@@ -18,6 +18,8 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         # SQLite cannot ALTER most things; batch mode copies tables instead.
         render_as_batch=connection.dialect.name == "sqlite",
+        # The full-text index is DDL the metadata does not describe.
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()

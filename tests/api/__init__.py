@@ -1,0 +1,1 @@
+"""Tests of worker/api.py and worker/metrics.py against real servers and databases."""
