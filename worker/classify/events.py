@@ -6,11 +6,34 @@ kinds, status (PLOVER-style: announced = AGREE), actors with roles, location, ti
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
 from worker.classify.matcher import Analysis, Mention
 from worker.classify.rules import EventSpec
 from worker.models import ActorRef, Event, EventKind, EventStatus
 
-__all__ = ["extract_event"]
+__all__ = ["build_unchecked", "extract_event"]
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def build_unchecked(cls: type[_M], **values: Any) -> _M:
+    """Construct a model from trusted, complete values without validation.
+
+    Same result as ``model_construct`` when every field is given, at a fraction of
+    its cost on the hot path (measured in benchmarks/classify.py).
+    """
+    obj = cls.__new__(cls)
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", set(values))
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
+    return obj
+
+
+_set = object.__setattr__
 
 _STATUS_ORDER = ("cancelled", "postponed", "proposed", "announced", "held")
 _ROLE_WINDOW = 40
@@ -127,7 +150,8 @@ def extract_event(an: Analysis, topics: tuple[str, ...], spec: EventSpec) -> Eve
                 else "participant"
             )
         actors.append(
-            ActorRef(
+            build_unchecked(
+                ActorRef,
                 name=m.name,
                 country=m.country,
                 kind="person",
@@ -148,17 +172,29 @@ def extract_event(an: Analysis, topics: tuple[str, ...], spec: EventSpec) -> Eve
         if role is None and m.country in host_countries:
             role = "host"
         actors.append(
-            ActorRef(
+            build_unchecked(
+                ActorRef,
                 name=m.name,
                 country=m.country,
                 kind="country",
+                office=None,
                 role=role,
                 mention=m.text,
             )
         )
     for code in sorted(host_countries - {a.country for a in actors}):
         name = an.gaz.countries[code].name if code in an.gaz.countries else code
-        actors.append(ActorRef(name=name, country=code, kind="country", role="host"))
+        actors.append(
+            build_unchecked(
+                ActorRef,
+                name=name,
+                country=code,
+                kind="country",
+                office=None,
+                role="host",
+                mention=None,
+            )
+        )
     location = destination.name if destination is not None else None
     prefixes = _cue_hits(an, spec.place_prefix)
     for m in ms:
@@ -175,7 +211,8 @@ def extract_event(an: Analysis, topics: tuple[str, ...], spec: EventSpec) -> Eve
         f, s, e = times[0]
         when = an.span_text(f, s, e)
     countries = tuple(sorted({a.country for a in actors}))
-    return Event(
+    return build_unchecked(
+        Event,
         kinds=kinds,
         status=_status(an, spec),
         actors=tuple(actors),

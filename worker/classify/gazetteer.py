@@ -46,6 +46,10 @@ class AliasEntry:
     plural: bool = False
 
 
+_CACHE_MAX = 65_536
+"""Resolved (alias, date) pairs kept; a feed's items share few dates."""
+
+
 def _plural(word: str) -> str:
     head, _, last = word.rpartition(" ")
     if last.endswith("y"):
@@ -67,6 +71,9 @@ class Gazetteer:
         self.people: list[PersonSpec] = list(src.people)
         self.entries: dict[str, list[AliasEntry]] = {}
         self.outlets: list[tuple[str, str]] = []
+        self._resolved: dict[
+            tuple[str, tuple[int, ...], date | None], PersonTerm | None
+        ] = {}
         for code, c in src.countries.items():
             for n in (c.name, *c.names, *c.demonyms, *c.native):
                 self._add(n, AliasEntry("country", n, False, code, c.name))
@@ -125,6 +132,20 @@ class Gazetteer:
         A person in office wins; else the most recent former holder, unless the
         alias is ambiguous for them (a common word or shared surname).
         """
+        key = (entry.alias, entry.people, when)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            pass
+        if len(self._resolved) >= _CACHE_MAX:
+            self._resolved.clear()
+        found = self._resolve_person(entry, when)
+        self._resolved[key] = found
+        return found
+
+    def _resolve_person(
+        self, entry: AliasEntry, when: date | None
+    ) -> PersonTerm | None:
         best_former: tuple[date, PersonTerm] | None = None
         latest: tuple[date, PersonTerm] | None = None
         for i in entry.people:

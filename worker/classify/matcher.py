@@ -6,6 +6,7 @@ that compiled rule conditions are evaluated on, giving ``(holds, evidence spans)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -15,7 +16,7 @@ import ahocorasick
 
 from worker.classify.gazetteer import AliasEntry, Gazetteer
 from worker.classify.rules import Cond, RuleSource
-from worker.classify.text import FieldText, expand_phrase, is_word_char
+from worker.classify.text import FieldText, expand_phrase, is_word_char, word_map
 from worker.models import Item
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "Compiler",
     "Mention",
     "Node",
+    "Scanner",
     "Span",
     "Trace",
 ]
@@ -52,9 +54,13 @@ class Mention:
     plural: bool = False
     capital: bool = False
     former: bool = False
+    ident: str = ""
+    """``identity()``, cached once resolution is done."""
 
     def identity(self) -> str:
         """Who this is, so two mentions of one actor count once."""
+        if self.ident:
+            return self.ident
         if self.kind == "person":
             return self.name
         if self.kind == "title":
@@ -92,6 +98,22 @@ class Analysis:
         return self.fields[field].text[start:end]
 
 
+# "SEOUL, March 2 (Reuters) - ", "BEIJING/GENEVA, Jan 12 (Reuters) - ",
+# "Jan 14 (Reuters) - ", "TOKYO (AP) — ": where the reporter filed from, not a party.
+_DATELINE = re.compile(
+    r"[A-Z][A-Z .'/]{1,60}(?:,[^()\n]{1,25})?\s*\([^()\n]{1,40}\)\s*(?:-{1,2}|[–—])\s"
+    r"|[A-Z][a-z]{2,4}\.? \d{1,2} \([^()\n]{1,40}\)\s*(?:-{1,2}|[–—])\s"
+    r"|[A-Z][A-Z .'/]{1,60}, [A-Z][a-z]{2,8}\.? \d{1,2}\s*(?:-{1,2}|[–—])\s"
+)
+_FORMER = ("former ", "ex ", "then ", "late ")
+
+
+def dateline_end(text: str) -> int:
+    """Where a leading agency dateline ends (0: none)."""
+    m = _DATELINE.match(text)
+    return m.end() if m else 0
+
+
 def _resolve(an: Analysis) -> list[Mention]:
     chosen: list[Mention] = []
     by_field: dict[str, list[tuple[str, int, int, tuple[AliasEntry, ...]]]] = {}
@@ -100,16 +122,33 @@ def _resolve(an: Analysis) -> list[Mention]:
     for fname, raws in by_field.items():
         ft = an.fields[fname]
         raws.sort(key=lambda r: (r[1], r[1] - r[2]))
-        last_end = -1
+        last_end = dateline_end(ft.text) if fname == "summary" else -1
         for _, start, end, entries in raws:
             if start < last_end:
                 continue
             m = _pick(an, fname, ft, start, end, entries)
             if m is not None:
+                if m.kind == "title" and m.official and _after_former(ft.norm, start):
+                    m.office, m.official, m.former = f"former_{m.office}", False, True
                 chosen.append(m)
                 last_end = end
     _tie_titles(an, chosen)
+    for m in chosen:
+        m.ident = m.identity()
     return chosen
+
+
+def _after_former(norm: str, start: int) -> bool:
+    """Whether a title follows "former"/"ex-", perhaps with a country between
+    ("former Japanese prime minister", "ex-South Korean president")."""
+    head = norm[max(0, start - 40) : start]
+    for w in _FORMER:
+        k = head.rfind(w)
+        if k >= 0 and (k == 0 or not head[k - 1].isalnum()):
+            between = head[k + len(w) :].split()
+            if len(between) <= 2:
+                return True
+    return False
 
 
 def _pick(
@@ -388,9 +427,11 @@ class ActorNode(Node):
     def match(self, an: Analysis) -> list[Mention]:
         """The mentions this predicate accepts."""
         out = []
-        parties: set[str | None] = set()
+        parties: set[tuple[str, str | None]] = set()
         if self.party is not None:
-            parties = {m.country for m in an.mentions if m.official}
+            # A participant is an official named in the same field (headline or
+            # lede): each states its event on its own.
+            parties = {(m.field, m.country) for m in an.mentions if m.official}
         for m in an.mentions:
             if self.field is not None and m.field != self.field:
                 continue
@@ -402,7 +443,10 @@ class ActorNode(Node):
                 continue
             if self.official is not None and m.official != self.official:
                 continue
-            if self.party is not None and (m.country in parties) != self.party:
+            if (
+                self.party is not None
+                and ((m.field, m.country) in parties) != self.party
+            ):
                 continue
             out.append(m)
         return out
@@ -626,12 +670,19 @@ class Compiler:
         )
 
     def automaton(
-        self, lexicons: set[str] | None = None, *, gazetteer: bool = True
-    ) -> Any:
-        """An automaton: key -> (length, lexicons, is_mask, alias entries).
+        self,
+        lexicons: set[str] | None = None,
+        *,
+        gazetteer: bool = True,
+        padded: bool = False,
+    ) -> Scanner:
+        """A scanner over the phrases: key -> (length, lexicons, is_mask, alias
+        entries).
 
         ``lexicons`` limits which lexicons it holds (None: all); masks and, if
-        ``gazetteer``, the alias entries are always included.
+        ``gazetteer``, the alias entries are always included. ``padded`` adds an
+        automaton with word boundaries built in, for lexicons of short frequent
+        words ("in", "at", "on Monday") that would otherwise hit inside words.
         """
         table: dict[str, tuple[set[str], list[bool], list[AliasEntry]]] = {}
         for name, phrases in self.lexicons.items():
@@ -646,30 +697,49 @@ class Compiler:
         if gazetteer:
             for key, entries in self.gaz.entries.items():
                 table.setdefault(key, (set(), [False], []))[2].extend(entries)
-        auto = ahocorasick.Automaton()
+        exact = ahocorasick.Automaton()
+        variants: dict[str, list[tuple[int, int, tuple[str, ...], bool, Any, Any]]] = {}
         for key, (lex, mask, entries) in table.items():
             if not key:
                 continue
-            auto.add_word(
-                key,
-                (
-                    len(key),
-                    tuple(sorted(lex)),
-                    mask[0],
-                    tuple(entries),
-                    is_word_char(key[0]),
-                    is_word_char(key[-1]),
-                ),
+            lexes, ents = tuple(sorted(lex)), tuple(entries)
+            wb_start, wb_end = is_word_char(key[0]), is_word_char(key[-1])
+            exact.add_word(key, (len(key), lexes, mask[0], ents, wb_start, wb_end))
+            # Word boundaries as spaces: the text maps every character that is not a
+            # letter or digit to a space, and a key that starts or ends with a
+            # letter gets a space there, so the automaton reports whole words only.
+            # Keys with punctuation ("2+2", "u.s.") are checked against the text.
+            mapped = word_map(key)
+            pkey = f"{' ' if wb_start else ''}{mapped}{' ' if wb_end else ''}"
+            check = key if mapped != key else None
+            variants.setdefault(pkey, []).append(
+                (len(key), int(wb_end), lexes, mask[0], ents, check)
             )
-        auto.make_automaton()
-        return auto
+        exact.make_automaton()
+        if not padded:
+            return Scanner(exact, None)
+        pad = ahocorasick.Automaton()
+        for pkey, vs in variants.items():
+            pad.add_word(pkey, tuple(vs))
+        pad.make_automaton()
+        return Scanner(exact, pad)
+
+
+@dataclass(frozen=True, slots=True)
+class Scanner:
+    """Automata over the same keys: ``exact`` checks word boundaries per hit (and
+    handles CJK, kana and hangul, which join words without spaces); ``padded``,
+    if built, has them built into the keys, for text of alphabetic scripts."""
+
+    exact: Any
+    padded: Any | None
 
 
 def _describe(d: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in d.items()) or "(any)"
 
 
-def scan(auto: Any, gaz: Gazetteer, item: Item) -> Analysis:
+def scan(auto: Scanner, gaz: Gazetteer, item: Item) -> Analysis:
     """Run the automaton over title and summary, keeping whole-word matches only."""
     an = Analysis(item, gaz)
     for fname, text in (("title", item.title), ("summary", item.summary)):
@@ -679,37 +749,62 @@ def scan(auto: Any, gaz: Gazetteer, item: Item) -> Analysis:
     return an
 
 
-def scan_more(auto: Any, an: Analysis) -> None:
+def scan_more(auto: Scanner, an: Analysis) -> None:
     """Add the hits of another automaton (event cues) to an analysis."""
     hits = an.hits
     for fname, ft in an.fields.items():
-        norm = ft.norm
-        n = len(norm)
         masks: list[tuple[int, int]] = []
         lex_found: list[tuple[str, int, int]] = []
-        for end_idx, (klen, lexes, is_mask, entries, wb_start, wb_end) in auto.iter(
-            norm
-        ):
-            start = end_idx - klen + 1
-            # isalnum first: most neighbours are spaces or punctuation.
-            if wb_start and start > 0:
-                c = norm[start - 1]
-                if c.isalnum() and (c < "\u1100" or is_word_char(c)):
-                    continue
-            if wb_end and end_idx + 1 < n:
-                c = norm[end_idx + 1]
-                if c.isalnum() and (c < "\u1100" or is_word_char(c)):
-                    continue
-            end = end_idx + 1
-            if is_mask:
-                masks.append((start, end))
-            lex_found.extend((lx, start, end) for lx in lexes)
-            if entries:
-                an.raw.append((fname, start, end, entries))
+        pad_auto = auto.padded
+        padded = ft.padded() if pad_auto is not None else ""
+        if pad_auto is not None and padded:
+            # offsets in ``padded`` are one more than in the text
+            norm = ft.norm
+            for end_idx, vs in pad_auto.iter(padded):
+                for klen, pe, lexes, is_mask, entries, check in vs:
+                    end = end_idx - pe
+                    start = end - klen
+                    if check is not None and norm[start:end] != check:
+                        continue
+                    if is_mask:
+                        masks.append((start, end))
+                    lex_found.extend((lx, start, end) for lx in lexes)
+                    if entries:
+                        an.raw.append((fname, start, end, entries))
+        else:
+            _scan_exact(auto.exact, fname, ft.norm, an, masks, lex_found)
         for lx, s, e in lex_found:
             if masks and any(ms <= s and e <= me for ms, me in masks):
                 continue
             hits.setdefault(lx, []).append((fname, s, e))
+
+
+def _scan_exact(
+    auto: Any,
+    fname: str,
+    norm: str,
+    an: Analysis,
+    masks: list[tuple[int, int]],
+    lex_found: list[tuple[str, int, int]],
+) -> None:
+    n = len(norm)
+    for end_idx, (klen, lexes, is_mask, entries, wb_start, wb_end) in auto.iter(norm):
+        start = end_idx - klen + 1
+        # isalnum first: most neighbours are spaces or punctuation.
+        if wb_start and start > 0:
+            c = norm[start - 1]
+            if c.isalnum() and (c < "\u1100" or is_word_char(c)):
+                continue
+        if wb_end and end_idx + 1 < n:
+            c = norm[end_idx + 1]
+            if c.isalnum() and (c < "\u1100" or is_word_char(c)):
+                continue
+        end = end_idx + 1
+        if is_mask:
+            masks.append((start, end))
+        lex_found.extend((lx, start, end) for lx in lexes)
+        if entries:
+            an.raw.append((fname, start, end, entries))
 
 
 NodeFn = Callable[[Analysis], tuple[bool, list[Span]]]

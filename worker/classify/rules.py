@@ -84,8 +84,8 @@ class ActorPred(_Spec):
     official: bool | None = None
     """True: a person or title holding an official office at the item's date."""
     party: bool | None = None
-    """True: the actor's country is the country of an official the item names
-    (a place in a participant's own country)."""
+    """True: the actor's country is the country of an official named in the same
+    field (a place in a participant's own country). Offices may be ``former_*``."""
     min: int = 1
     """At least this many distinct actors must match."""
     field: FieldName | None = None
@@ -502,7 +502,7 @@ def _check_references(src: RuleSource) -> None:
                             path, (*key, "actor", "country"), cond.actor.country
                         )
                     for j, office in enumerate(cond.actor.office or []):
-                        if office not in known_offices:
+                        if office.removeprefix("former_") not in known_offices:
                             fail(
                                 path,
                                 (*key, "actor", "office", j),

@@ -7,10 +7,8 @@ with evidence spans and the extracted ``Event``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
-from pydantic import BaseModel
-
+from worker.classify.events import build_unchecked as _build
 from worker.classify.events import extract_event
 from worker.classify.gazetteer import Gazetteer
 from worker.classify.matcher import (
@@ -20,6 +18,7 @@ from worker.classify.matcher import (
     NearNode,
     Node,
     PhraseNode,
+    Scanner,
     Span,
     Trace,
     scan,
@@ -29,22 +28,6 @@ from worker.classify.rules import RuleSource, RuleSpec
 from worker.models import Decision, Evidence, Item
 
 __all__ = ["CompiledRule", "Ruleset"]
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _build(cls: type[_M], **values: Any) -> _M:
-    """Construct a model from trusted, complete values without validation.
-
-    Same result as ``model_construct`` when every field is given, at a fraction of
-    its cost on the hot path (measured in benchmarks/classify.py).
-    """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
 
 
 def _lexicons(node: Node) -> set[str]:
@@ -144,9 +127,14 @@ class Ruleset:
             if x is not None and x not in used
         }
         # Cues only event extraction reads ("in", "at", weekdays) are frequent and
-        # matter only once a rule fired: a second automaton scans them then.
-        self._automaton: Any = compiler.automaton(set(compiler.lexicons) - event_only)
-        self._event_automaton: Any = compiler.automaton(event_only, gazetteer=False)
+        # matter only once a rule fired: a second automaton scans them then, with
+        # word boundaries built into its keys ("in" would hit inside most words).
+        self._automaton: Scanner = compiler.automaton(
+            set(compiler.lexicons) - event_only
+        )
+        self._event_automaton: Scanner = compiler.automaton(
+            event_only, gazetteer=False, padded=True
+        )
         self.lexicons = compiler.lexicons
         # Every rule needs a hit of one of these lexicons; an item with none of them
         # cannot fire a rule. None: some rule can fire without a phrase.

@@ -15,6 +15,7 @@ __all__ = [
     "is_word_char",
     "normalize",
     "normalize_phrase",
+    "word_map",
 ]
 
 _TRANSLATE = str.maketrans(
@@ -135,16 +136,42 @@ _ABBREV = frozenset(
 )
 
 
+_NON_WORD = re.compile(r"[\W_]")
+_HAS_CJK = re.compile(f"[{_CJK}]")
+
+
+_ASCII_NON_WORD = {c: " " for c in range(128) if not chr(c).isalnum()}
+
+
+def word_map(text: str) -> str:
+    """Every character that is not a letter or digit becomes a space (same length)."""
+    if text.isascii():
+        return text.translate(_ASCII_NON_WORD)
+    return _NON_WORD.sub(" ", text)
+
+
 class FieldText:
     """One field's text with lazily built word and sentence indexes."""
 
-    __slots__ = ("_sent_starts", "_word_starts", "norm", "text")
+    __slots__ = ("_padded", "_sent_starts", "_word_starts", "norm", "text")
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.norm = normalize(text)
+        self._padded: str | None = None
         self._word_starts: list[int] | None = None
         self._sent_starts: list[int] | None = None
+
+    def padded(self) -> str:
+        """``word_map`` of ``norm`` between two spaces, for a padded automaton;
+        empty when the text holds CJK, kana or hangul (scanned with exact checks)."""
+        if self._padded is None:
+            norm = self.norm
+            if norm.isascii() or not _HAS_CJK.search(norm):
+                self._padded = f" {word_map(norm)} "
+            else:
+                self._padded = ""
+        return self._padded
 
     def word_index(self, offset: int) -> int:
         """How many words start strictly before ``offset``."""
@@ -160,21 +187,25 @@ class FieldText:
 
     def _sentences(self) -> list[int]:
         text, starts = self.text, []
-        n = len(text)
-        for i, c in enumerate(text):
-            if c in "。！？":
-                starts.append(i + 1)
-            elif c in ".!?;" and i + 1 < n and text[i + 1] == " ":
-                j = i + 1
-                while j < n and text[j] == " ":
-                    j += 1
-                if j >= n or not (text[j].isupper() or text[j] in "\"'“‘("):
-                    continue
-                k = i
-                while k > 0 and (text[k - 1].isalpha() or text[k - 1] == "."):
-                    k -= 1
-                token = text[k:i].lower()
-                if c == "." and (token in _ABBREV or len(token) == 1):
-                    continue
+        for m in _SENT_END.finditer(text):
+            j = m.end()
+            if m.group(1):
                 starts.append(j)
+                continue
+            c, nxt = m.group(2), text[j]
+            if not (nxt.isupper() or nxt in "\"'“‘("):
+                continue
+            i = m.start()
+            k = i
+            while k > 0 and (text[k - 1].isalpha() or text[k - 1] == "."):
+                k -= 1
+            token = text[k:i].lower()
+            if c == "." and (token in _ABBREV or len(token) == 1):
+                continue
+            starts.append(j)
         return starts
+
+
+# A sentence ends at a CJK full stop, or at . ! ? ; before spaces and then a
+# capital letter or an opening quote (checked in ``_sentences``).
+_SENT_END = re.compile(r"([。！？])|([.!?;]) +(?=\S)")
