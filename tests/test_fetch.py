@@ -29,6 +29,7 @@ from worker.fetch import (
     _TooLarge,
     build_user_agent,
     check_url_address,
+    freshness_lifetime,
     is_public_address,
     parse_retry_after,
 )
@@ -473,3 +474,67 @@ def test_unsafe_validators_are_not_sent(server: FeedServer) -> None:
     assert isinstance(got, Fetched)
     _, _, sent = server.requests[0]
     assert "if-none-match" not in sent and "x-evil" not in sent
+
+
+# -- fetching at scale -----------------------------------------------------------------
+
+
+def test_freshness_lifetime() -> None:
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    assert freshness_lifetime({"cache-control": "public, max-age=600"}) == 600
+    assert freshness_lifetime({"cache-control": "max-age=600", "age": "100"}) == 500
+    assert freshness_lifetime({"cache-control": "no-store, max-age=600"}) is None
+    assert freshness_lifetime({"cache-control": "private"}) is None
+    assert freshness_lifetime({}) is None
+    expires = format_datetime(now + timedelta(hours=2), usegmt=True)
+    assert freshness_lifetime({"expires": expires}, now=now) == 7200
+    dated = {"expires": expires, "date": format_datetime(now + timedelta(hours=1))}
+    assert freshness_lifetime(dated, now=now) == 3600
+    assert freshness_lifetime({"expires": "0"}, now=now) == 0.0
+    # max-age wins over Expires (RFC 9111 5.3)
+    assert freshness_lifetime({"cache-control": "max-age=5", "expires": expires}) == 5
+
+
+def test_not_modified_carries_cache_headers(server: FeedServer) -> None:
+    server.set("/a.xml", RSS, headers={"Cache-Control": "max-age=900"})
+    first = run(fetch_once(server.url("/a.xml")))
+    assert isinstance(first, Fetched)
+    assert first.headers["cache-control"] == "max-age=900"
+    server.set("/a.xml", RSS, headers={"Cache-Control": "max-age=900"})
+    again = run(fetch_once(server.url("/a.xml"), etag=first.etag))
+    assert isinstance(again, NotModified)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_both_transports_fetch_gzip_and_304(server: FeedServer, transport: str) -> None:
+    server.set("/a.xml", RSS)
+    s = settings(transport=transport)
+    first = run(fetch_once(server.url("/a.xml"), s))
+    assert isinstance(first, Fetched) and first.body == RSS
+    assert (
+        server.requests_for("/a.xml")[0].headers["accept-encoding"].startswith("gzip")
+    )
+    again = run(fetch_once(server.url("/a.xml"), s, etag=first.etag))
+    assert isinstance(again, NotModified)
+    server.fail("/b.xml", 503, headers={"Retry-After": "30"})
+    err = fetch_error(server.url("/b.xml"), s)
+    assert (err.stage, err.status, err.retry_after) == ("status", 503, 30.0)
+
+
+def _elapsed_for_three_slow_feeds(server: FeedServer, per_host: int) -> float:
+    for n in range(3):
+        server.set(f"/s{n}.xml", RSS)
+        server.slow(f"/s{n}.xml", 0.3)
+
+    async def go() -> float:
+        async with Fetcher(settings(per_host_concurrency=per_host), version="1") as f:
+            started = time.monotonic()
+            await asyncio.gather(*(f.fetch(server.url(f"/s{n}.xml")) for n in range(3)))
+            return time.monotonic() - started
+
+    return run(go())
+
+
+def test_per_host_limit_serialises_requests_to_one_host(server: FeedServer) -> None:
+    assert _elapsed_for_three_slow_feeds(server, per_host=1) >= 0.85
+    assert _elapsed_for_three_slow_feeds(server, per_host=3) < 0.85

@@ -24,6 +24,7 @@ from worker.parse import (
     item_identity,
     normalize_text,
     parse_feed,
+    parse_feed_quick,
 )
 
 CORPUS = Path("/work/shared/corpus")
@@ -113,6 +114,53 @@ def test_corpus_parses_or_raises_parse_error(corpus_dir: str) -> None:
     # Nearly everything in these folders is a feed; a parser refusing them all is broken.
     share = 0.5 if corpus_dir.endswith("illformed") else 0.9
     assert parsed >= len(files) * share, f"only {parsed} of {len(files)} parsed"
+
+
+# -- the lxml fast path agrees with feedparser wherever it answers -------------------
+
+_FIXED_NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _as_data(parsed: ParsedFeed) -> tuple[object, ...]:
+    return (
+        parsed.title,
+        parsed.ttl,
+        [i.model_dump() for i in parsed.items],
+    )
+
+
+@pytest.mark.parametrize("corpus_dir", CORPUS_DIRS)
+def test_fast_path_agrees_with_feedparser(corpus_dir: str) -> None:
+    headers = _feedparser_headers()
+    files = sorted(
+        p
+        for p in (CORPUS / corpus_dir).rglob("*")
+        if p.is_file() and p.suffix not in (".tsv", ".md", ".jsonl", ".txt")
+    )
+    answered = 0
+    differ: list[str] = []
+    for path in files:
+        rel = (
+            path.relative_to(FEEDPARSER).as_posix()
+            if "feedparser" in corpus_dir
+            else ""
+        )
+        h = headers.get(rel, {})
+        url = h.get("content-location") or path.as_uri()
+        body, ctype = path.read_bytes(), h.get("content-type")
+        try:
+            quick = parse_feed_quick(body, url, content_type=ctype, now=_FIXED_NOW)
+        except ParseError:
+            continue
+        if quick is None or body.lstrip()[:1] in (b"{", b"["):
+            continue  # feedparser's turn, or JSON (one parser only)
+        answered += 1
+        ref = parse_feed(body, url, content_type=ctype, now=_FIXED_NOW, fast=False)
+        if _as_data(quick) != _as_data(ref):
+            differ.append(str(path))
+    assert not differ, "fast path and feedparser disagree on:\n" + "\n".join(differ)
+    if corpus_dir in ("feeds", "feedparser/tests/wellformed"):
+        assert answered >= 20, f"the fast path answered only {answered} documents"
 
 
 def _manifest() -> list[dict[str, str]]:

@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -36,6 +36,7 @@ __all__ = [
     "address_kind",
     "build_user_agent",
     "check_url_address",
+    "freshness_lifetime",
     "is_public_address",
     "parse_retry_after",
 ]
@@ -98,6 +99,8 @@ class NotModified:
     url: str
     etag: str | None
     last_modified: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Selected response headers of the 304 (cache-control, expires, ...)."""
 
 
 def build_user_agent(settings: FetchSettings, version: str) -> str:
@@ -133,6 +136,43 @@ def parse_retry_after(
         when = when.replace(tzinfo=UTC)
     now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
+
+
+_MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*\"?(\d{1,10})\"?\s*(?:,|$)", re.I)
+_NO_CACHE = re.compile(r"(?:^|,)\s*(?:no-cache|no-store)\s*(?:[=,]|$)", re.I)
+
+
+def freshness_lifetime(
+    headers: Mapping[str, str], *, now: datetime | None = None
+) -> float | None:
+    """Seconds the response stays fresh (RFC 9111 4.2.1): Cache-Control max-age
+    minus Age, else Expires minus Date; None if the headers give no lifetime."""
+    control = headers.get("cache-control", "")
+    if _NO_CACHE.search(control):
+        return None
+    m = _MAX_AGE.search(control)
+    if m:
+        age = headers.get("age", "").strip()
+        return max(0.0, float(m.group(1)) - (float(age) if age.isdigit() else 0.0))
+    expires = headers.get("expires")
+    if not expires:
+        return None
+    try:
+        until = parsedate_to_datetime(expires)
+    except (TypeError, ValueError, IndexError):
+        return 0.0  # an invalid Expires means "already expired" (RFC 9111 5.3)
+    if until.tzinfo is None:
+        until = until.replace(tzinfo=UTC)
+    base = now or datetime.now(UTC)
+    date = headers.get("date")
+    if date:
+        try:
+            base = parsedate_to_datetime(date)
+        except (TypeError, ValueError, IndexError):
+            pass
+        if base.tzinfo is None:
+            base = base.replace(tzinfo=UTC)
+    return max(0.0, (until - base).total_seconds())
 
 
 def _unwrap(ip: IPAddress) -> IPAddress:
@@ -308,9 +348,32 @@ class Fetcher:
         self._max_connections = max_connections
         self._allowed_address = allowed_address
         self._client: httpx.AsyncClient | None = None
+        self._hosts: dict[str, asyncio.Semaphore] = {}
+
+    def _transport(self) -> httpx.AsyncBaseTransport | None:
+        """The aiohttp transport if configured and installed, else httpx's own (None).
+
+        A single httpx connection pool spends most of its CPU in pool bookkeeping
+        past ~16 connections (encode/httpcore#1035); aiohttp's pool does not.
+        """
+        if self.settings.transport != "aiohttp":
+            return None
+        try:
+            from httpx_aiohttp import AiohttpTransport
+        except ImportError:
+            log.warning("httpx-aiohttp is not installed; using httpx's own transport")
+            return None
+        return AiohttpTransport(
+            limits=httpx.Limits(
+                max_connections=self._max_connections,
+                max_keepalive_connections=self._max_connections,
+            ),
+            trust_env=False,
+        )
 
     async def __aenter__(self) -> Fetcher:
         self._client = httpx.AsyncClient(
+            transport=self._transport(),
             headers={
                 "User-Agent": self.user_agent,
                 "Accept": _ACCEPT,
@@ -361,9 +424,10 @@ class Fetcher:
             raise RuntimeError("Fetcher used outside 'async with'")
         started = time.monotonic()
         try:
-            result = await self._fetch_within_timeout(
-                self._client, url, etag, last_modified
-            )
+            async with self._host_slot(url):
+                result = await self._fetch_within_timeout(
+                    self._client, url, etag, last_modified
+                )
         except FetchError as e:
             log.debug(
                 "fetch %s error stage=%s %.3fs",
@@ -384,6 +448,20 @@ class Fetcher:
                 time.monotonic() - started,
             )
         return result
+
+    def _host_slot(self, url: str) -> asyncio.Semaphore:
+        """The semaphore bounding requests to the feed's host (host:port)."""
+        try:
+            parts = urllib.parse.urlsplit(url)
+            key = f"{(parts.hostname or '').lower()}:{parts.port or parts.scheme}"
+        except ValueError:
+            key = url
+        sem = self._hosts.get(key)
+        if sem is None:
+            sem = self._hosts[key] = asyncio.Semaphore(
+                self.settings.per_host_concurrency
+            )
+        return sem
 
     async def _fetch_within_timeout(
         self,
@@ -473,15 +551,14 @@ class Fetcher:
                         etag=response.headers.get("etag") or etag,
                         last_modified=response.headers.get("last-modified")
                         or last_modified,
+                        headers=_kept_headers(response),
                     )
                 if status >= 300:
                     raise _status_error(current, response)
                 body = await self._read_body(current, response)
             finally:
                 await response.aclose()
-            kept = {
-                k: response.headers[k] for k in _KEPT_HEADERS if k in response.headers
-            }
+            kept = _kept_headers(response)
             return Fetched(
                 url=current,
                 status=status,
@@ -491,7 +568,7 @@ class Fetcher:
                 content_type=response.headers.get("content-type"),
                 body_hash=hashlib.sha256(body).hexdigest(),
                 permanent_redirect=permanent,
-                headers=types.MappingProxyType(kept),
+                headers=kept,
             )
         raise FetchError(
             url,
@@ -578,6 +655,11 @@ class Fetcher:
         )
 
 
+def _kept_headers(response: httpx.Response) -> Mapping[str, str]:
+    h = response.headers
+    return types.MappingProxyType({k: h[k] for k in _KEPT_HEADERS if k in h})
+
+
 def _safe_header_value(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
@@ -597,6 +679,14 @@ def _status_error(url: str, response: httpx.Response) -> FetchError:
 def _translate(url: str, e: httpx.HTTPError, settings: FetchSettings) -> FetchError:
     """An httpx error as a FetchError naming the stage."""
     detail = str(e) or type(e).__name__
+    cause = e.__cause__
+    if (
+        isinstance(e, httpx.ConnectTimeout)
+        and cause is not None
+        and not isinstance(cause, TimeoutError)
+    ):
+        # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout.
+        return FetchError(url, "connect", f"cannot connect: {str(cause) or detail}")
     if isinstance(e, httpx.ConnectTimeout):
         return FetchError(
             url, "timeout", f"connect timed out after {settings.connect_timeout:g}s"

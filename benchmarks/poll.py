@@ -1,0 +1,290 @@
+"""Poll benchmark: feedwatch through its CLI against reader, side by side, one run.
+
+Input: a feed count; output: median feeds/s per pass, ratios to reader, peak RSS.
+Usage: ``.venv/bin/python benchmarks/poll.py --feeds 1000 --reps 3 [--memory-feeds
+10000] [--json out.json]``. Needs ``reader>=3.26,<4`` (and ``sgmllib3k``) installed.
+
+Per repetition, on fresh databases: (1) first poll, everything new; tick 10% of the
+feeds (1-5 new items each); (2) changed10; (3) unchanged (all 304). feedwatch runs
+``feedwatch poll --once --all --json`` as a subprocess (start-up included); reader runs
+``update_feeds(scheduled=False)`` in this process. Then the same with a server that
+sends no validators (never 304): first, then unchanged (timed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+PYTHON = sys.executable
+
+# Runs the CLI, then reports the process's own peak RSS (KiB) on stderr.
+_LAUNCH = (
+    "import atexit, resource, sys\n"
+    "atexit.register(lambda: sys.stderr.write("
+    "'\\nPEAK_RSS_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "from worker.cli import main\n"
+    "sys.argv = ['feedwatch', *sys.argv[1:]]\n"
+    "main()\n"
+)
+
+
+@contextmanager
+def feed_server(feeds: int, *, validators: bool = True) -> Iterator[str]:
+    """Start benchmarks/feedserver.py in its own process; yields its base URL."""
+    cmd = [PYTHON, str(HERE / "feedserver.py"), "--feeds", str(feeds)]
+    if not validators:
+        cmd.append("--no-validators")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().split()
+        if not line or line[0] != "ready":
+            raise RuntimeError(f"feed server did not start: {line}")
+        yield f"http://127.0.0.1:{line[1]}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def admin(base: str, path: str) -> dict[str, Any]:
+    """Call the feed server's admin endpoint."""
+    with urllib.request.urlopen(f"{base}/_admin/{path}", timeout=30) as r:
+        data: dict[str, Any] = json.loads(r.read())
+        return data
+
+
+def write_config(tmp: Path, feeds: int) -> Path:
+    """A feedwatch config for the run: fresh SQLite file, loopback allowed."""
+    cfg = {
+        "database": f"sqlite:///{tmp / 'fw.db'}",
+        "log_level": "WARNING",
+        "fetch": {"allow_private_addresses": True, "per_host_concurrency": 64},
+        "poll": {"concurrency": 64, "batch": 1000},
+        "channels": [
+            {"type": "file", "name": "file", "path": str(tmp / "alerts.jsonl")}
+        ],
+    }
+    path = tmp / "feedwatch.yaml"
+    path.write_text(json.dumps(cfg), encoding="utf-8")
+    return path
+
+
+def feedwatch(config: Path, *args: str) -> tuple[float, dict[str, Any], int]:
+    """Run one CLI command; returns wall seconds, its JSON output, peak RSS KiB."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [PYTHON, "-c", _LAUNCH, *args[:2], "--config", str(config), *args[2:]],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"feedwatch {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    rss = 0
+    for line in proc.stderr.splitlines():
+        if line.startswith("PEAK_RSS_KB"):
+            rss = int(line.split()[1])
+    out = proc.stdout.strip().splitlines()
+    data = json.loads(out[-1]) if out and out[-1].startswith("{") else {}
+    return elapsed, data, rss
+
+
+def fw_setup(base: str, feeds: int) -> tuple[tempfile.TemporaryDirectory[str], Path]:
+    """A fresh feedwatch directory subscribed to every feed (not timed)."""
+    tmp = tempfile.TemporaryDirectory(prefix="fwbench-")
+    path = Path(tmp.name)
+    config = write_config(path, feeds)
+    urls = path / "feeds.txt"
+    urls.write_text("".join(f"{base}/feed/{n}\n" for n in range(feeds)))
+    feedwatch(config, "feeds", "import", str(urls))
+    return tmp, config
+
+
+def fw_poll(config: Path) -> tuple[float, dict[str, Any], int]:
+    """One timed ``feedwatch poll --once --all --json``."""
+    return feedwatch(config, "poll", "--once", "--all", "--json")
+
+
+def reader_setup(base: str, feeds: int) -> tuple[tempfile.TemporaryDirectory[str], Any]:
+    """A fresh reader database subscribed to every feed (not timed)."""
+    from reader import make_reader
+
+    tmp = tempfile.TemporaryDirectory(prefix="readerbench-")
+    r = make_reader(os.path.join(tmp.name, "reader.sqlite"))
+    for n in range(feeds):
+        r.add_feed(f"{base}/feed/{n}")
+    return tmp, r
+
+
+def reader_update(r: Any) -> float:
+    """One timed ``update_feeds(scheduled=False)``."""
+    started = time.perf_counter()
+    r.update_feeds(scheduled=False)
+    return time.perf_counter() - started
+
+
+def run(feeds: int, reps: int) -> dict[str, Any]:
+    """Every timed pass of both, interleaved; raw seconds per pass and repetition."""
+    times: dict[str, list[float]] = {}
+    rss: list[int] = []
+    checks: list[str] = []
+
+    def note(key: str, seconds: float) -> None:
+        times.setdefault(key, []).append(seconds)
+
+    with feed_server(feeds) as base:
+        for rep in range(reps):
+            fw_tmp, config = fw_setup(base, feeds)
+            rd_tmp, r = reader_setup(base, feeds)
+            try:
+                expected = admin(base, "stats")["total_items"]
+                t, out, peak = fw_poll(config)
+                note("feedwatch first", t)
+                note("pass feedwatch first", out.get("seconds", t))
+                rss.append(peak)
+                if out.get("new_items") != expected or out.get("failed"):
+                    checks.append(f"rep {rep} first: feedwatch {out} vs {expected}")
+                note("reader first", reader_update(r))
+                got = r.get_entry_counts().total
+                if got != expected:
+                    checks.append(f"rep {rep} first: reader stored {got} vs {expected}")
+
+                admin(base, "tick?fraction=0.1")
+                t, out, peak = fw_poll(config)
+                note("feedwatch changed10", t)
+                note("pass feedwatch changed10", out.get("seconds", t))
+                rss.append(peak)
+                note("reader changed10", reader_update(r))
+                total = admin(base, "stats")["total_items"]
+                if r.get_entry_counts().total != total:
+                    checks.append(f"rep {rep} changed10: reader count off")
+
+                t, out, peak = fw_poll(config)
+                note("feedwatch unchanged", t)
+                note("pass feedwatch unchanged", out.get("seconds", t))
+                rss.append(peak)
+                if out.get("not_modified") != feeds:
+                    checks.append(f"rep {rep} unchanged: feedwatch {out}")
+                note("reader unchanged", reader_update(r))
+            finally:
+                r.close()
+                fw_tmp.cleanup()
+                rd_tmp.cleanup()
+
+    with feed_server(feeds, validators=False) as base:
+        for rep in range(reps):
+            fw_tmp, config = fw_setup(base, feeds)
+            rd_tmp, r = reader_setup(base, feeds)
+            try:
+                fw_poll(config)
+                reader_update(r)
+                t, out, _ = fw_poll(config)
+                note("feedwatch unchanged-novalidators", t)
+                note("pass feedwatch unchanged-novalidators", out.get("seconds", t))
+                if out.get("not_modified") != feeds:
+                    checks.append(f"rep {rep} novalidators: feedwatch {out}")
+                note("reader unchanged-novalidators", reader_update(r))
+            finally:
+                r.close()
+                fw_tmp.cleanup()
+                rd_tmp.cleanup()
+    return {
+        "feeds": feeds,
+        "reps": reps,
+        "seconds": times,
+        "peak_rss_kb": rss,
+        "checks": checks,
+    }
+
+
+def memory(feeds: int) -> dict[str, Any]:
+    """Peak RSS of ``poll --once --all`` (first and unchanged) with ``feeds`` feeds."""
+    with feed_server(feeds) as base:
+        fw_tmp, config = fw_setup(base, feeds)
+        try:
+            t1, out1, first = fw_poll(config)
+            t2, out2, unchanged = fw_poll(config)
+        finally:
+            fw_tmp.cleanup()
+    return {
+        "feeds": feeds,
+        "first_seconds": t1,
+        "first_new_items": out1.get("new_items"),
+        "first_peak_rss_kb": first,
+        "unchanged_seconds": t2,
+        "unchanged_peak_rss_kb": unchanged,
+        "unchanged_not_modified": out2.get("not_modified"),
+    }
+
+
+def report(res: dict[str, Any]) -> str:
+    """A Markdown table of medians [min-max] in feeds/s and the ratios."""
+    n = res["feeds"]
+    rows = [
+        "| pass | feedwatch feeds/s | reader feeds/s | ratio | target |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    targets = {
+        "first": 10,
+        "changed10": 8,
+        "unchanged": 5,
+        "unchanged-novalidators": 20,
+    }
+    for step, target in targets.items():
+        for label, key in (
+            ("CLI", f"feedwatch {step}"),
+            ("pass", f"pass feedwatch {step}"),
+        ):
+            fw = res["seconds"].get(key)
+            rd = res["seconds"].get(f"reader {step}")
+            if fw and rd:
+                rows.append(_row(f"{step} ({label})", n, fw, rd, target))
+    return "\n".join(rows)
+
+
+def _row(step: str, n: int, fw: list[float], rd: list[float], target: int) -> str:
+    fw_rate = [n / s for s in fw]
+    rd_rate = [n / s for s in rd]
+    ratio = statistics.median(fw_rate) / statistics.median(rd_rate)
+    return (
+        f"| {step} | {statistics.median(fw_rate):,.0f} [{min(fw_rate):,.0f}-"
+        f"{max(fw_rate):,.0f}] | {statistics.median(rd_rate):,.0f} "
+        f"[{min(rd_rate):,.0f}-{max(rd_rate):,.0f}] | {ratio:.1f}x | >= {target}x |"
+    )
+
+
+def main() -> None:
+    """Command-line entry point."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--feeds", type=int, default=1000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--memory-feeds", type=int, default=0)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    res = run(args.feeds, args.reps)
+    if args.memory_feeds:
+        res["memory"] = memory(args.memory_feeds)
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+    print(report(res))
+    print(json.dumps({k: v for k, v in res.items() if k != "seconds"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
