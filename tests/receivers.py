@@ -112,9 +112,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(min(length, MAX_BODY)) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        reply = receiver._record(
-            RecordedRequest(self.command, self.path, headers, body)
-        )
+        request = RecordedRequest(self.command, self.path, headers, body)
+        reply = receiver._record(request)
         if reply.delay and receiver._stopping.wait(reply.delay):
             self.close_connection = True
             return
@@ -126,8 +125,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if reply.body and self.command != "HEAD":
                 self.wfile.write(reply.body)
+            self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (timeout tests)
+            return  # the client gave up (timeout tests)
+        receiver._answered(request, reply.status)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _handle
 
@@ -153,6 +154,7 @@ class WebhookReceiver:
         self._port = port
         self._replies: deque[Reply] = deque()
         self._requests: list[RecordedRequest] = []
+        self._receipts: list[tuple[RecordedRequest, int]] = []
         self._cond = threading.Condition()
         self._stopping = threading.Event()
         self._server: _HttpServer | None = None
@@ -217,11 +219,39 @@ class WebhookReceiver:
             self._cond.notify_all()
         return reply
 
+    def _answered(self, request: RecordedRequest, status: int) -> None:
+        with self._cond:
+            self._receipts.append((request, status))
+            self._cond.notify_all()
+
     @property
     def requests(self) -> list[RecordedRequest]:
         """Requests received so far, oldest first."""
         with self._cond:
             return list(self._requests)
+
+    @property
+    def receipts(self) -> list[tuple[RecordedRequest, int]]:
+        """Requests whose answer was written out, with its status (a timed-out
+        client may not have read it), oldest first."""
+        with self._cond:
+            return list(self._receipts)
+
+    def delivered(self) -> list[RecordedRequest]:
+        """Requests answered 2xx: what the sender counts as delivered."""
+        return [r for r, status in self.receipts if 200 <= status < 300]
+
+    def wait_for_delivered(
+        self, count: int, timeout: float = 5.0
+    ) -> list[RecordedRequest]:
+        """Block until ``count`` requests were answered 2xx (TimeoutError otherwise)."""
+        _wait(
+            self._cond,
+            lambda: sum(200 <= s < 300 for _, s in self._receipts) >= count,
+            timeout,
+            f"{count} 2xx answers",
+        )
+        return self.delivered()
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[RecordedRequest]:
         """Block until ``count`` requests have arrived (TimeoutError otherwise)."""

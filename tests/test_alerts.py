@@ -14,8 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.alerts import (
+    STORY_KEY,
     SUBJECT_MAX,
     alert_id,
+    alert_marks,
     alert_payload,
     clean_line,
     clean_text,
@@ -24,6 +26,9 @@ from worker.alerts import (
     render_alert,
     route,
     safe_url,
+    story_alert,
+    story_alert_key,
+    story_marks,
 )
 from worker.config import (
     ChannelSettings,
@@ -32,7 +37,7 @@ from worker.config import (
     FileChannelSettings,
     WebhookChannelSettings,
 )
-from worker.models import ActorRef, Event, EventKind, EventStatus
+from worker.models import ActorRef, Decision, Event, EventKind, EventStatus
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "ALERT_PAYLOAD.md"
 
@@ -109,6 +114,116 @@ def test_route_admits_by_rule_and_topic_filters() -> None:
     ]
     assert route(alert, channels) == ["all", "by-rule", "by-topic", "both"]
     assert route(alert, []) == []
+
+
+def test_route_filters_by_severity_and_any_rule_that_fired() -> None:
+    alert = sample_alert()  # severity high; rules fired: leader-visit
+    both = sample_alert(
+        decision=alert.decision.model_copy(
+            update={"rules": ("leader-visit", "summit-announced")}
+        )
+    )
+    unrated = sample_alert(severity=None)
+    channels: list[ChannelSettings] = [
+        ConsoleChannelSettings(type="console", name="high", severities=("high",)),
+        ConsoleChannelSettings(type="console", name="low", severities=("low",)),
+        ConsoleChannelSettings(
+            type="console", name="unrated", severities=("none", "low")
+        ),
+        ConsoleChannelSettings(
+            type="console", name="summits", rules=("summit-announced",)
+        ),
+    ]
+    assert route(alert, channels) == ["high"]
+    assert route(unrated, channels) == ["unrated"]
+    # one alert per story whatever rules fired: a filter on the second rule admits it
+    assert route(both, channels) == ["high", "summits"]
+
+
+# ------------------------------------------------------------- status changes
+
+
+def _decision(status: EventStatus | None) -> Decision:
+    base = sample_alert().decision
+    if status is None:
+        return base.model_copy(update={"event": None})
+    assert base.event is not None
+    return base.model_copy(
+        update={"event": base.event.model_copy(update={"status": status})}
+    )
+
+
+def test_first_report_alerts_later_ones_only_on_a_new_status() -> None:
+    announced = _decision(EventStatus.ANNOUNCED)
+    held = _decision(EventStatus.HELD)
+    assert story_alert_key(announced, set()) == STORY_KEY
+    assert story_alert_key(held, set()) == STORY_KEY  # a first report is one alert
+    seen = {STORY_KEY, "announced"}
+    assert story_alert_key(announced, seen) is None
+    assert story_alert_key(_decision(EventStatus.PROPOSED), seen) is None
+    assert story_alert_key(_decision(EventStatus.UNKNOWN), seen) is None
+    assert story_alert_key(_decision(None), seen) is None
+    assert story_alert_key(held, seen) == "held"
+    assert story_alert_key(_decision(EventStatus.CANCELLED), seen) == "cancelled"
+    assert story_alert_key(_decision(EventStatus.POSTPONED), seen) == "postponed"
+    assert story_alert_key(held, seen | {"held"}) is None
+
+
+def test_story_alert_ids_are_stable_and_updates_refer_to_the_first() -> None:
+    base = sample_alert()
+    assert base.story is not None
+    now = datetime(2025, 1, 4, tzinfo=UTC)
+    first = story_alert(
+        base.item, _decision(EventStatus.ANNOUNCED), base.story, set(), now
+    )
+    assert first is not None
+    assert first.id == alert_id(base.story.id, STORY_KEY) and first.supersedes is None
+    seen = story_marks([first])
+    assert seen == {STORY_KEY, "announced"}
+    # 20 outlets saying the same thing: nothing more
+    assert (
+        story_alert(base.item, _decision(EventStatus.ANNOUNCED), base.story, seen, now)
+        is None
+    )
+    # "met" from another outlet two hours after "to meet": wording, not news
+    soon = base.item.model_copy(
+        update={"published": base.item.published + timedelta(hours=2)}
+    )
+    assert story_alert(soon, _decision(EventStatus.HELD), base.story, seen, now) is None
+    # a day later it is news
+    later = base.item.model_copy(
+        update={
+            "id": "guid:later",
+            "published": base.item.published + timedelta(days=1),
+        }
+    )
+    held = story_alert(later, _decision(EventStatus.HELD), base.story, seen, now)
+    assert held is not None
+    assert held.supersedes == first.id
+    assert held.id == alert_id(base.story.id, STORY_KEY, "held") != first.id
+    assert alert_marks(held) == {"held"}
+    seen |= alert_marks(held)
+    assert (
+        story_alert(later, _decision(EventStatus.HELD), base.story, seen, now) is None
+    )
+    # the same update computed again (another worker, a re-poll) has the same id
+    again = story_alert(
+        later, _decision(EventStatus.HELD), base.story, story_marks([first]), now
+    )
+    assert again is not None and again.id == held.id
+    # the payload and subject say what changed
+    payload = alert_payload(held)
+    assert payload["supersedes"] == first.id
+    assert payload["story"]["status"] == "held"
+    assert alert_payload(first)["story"]["status"] == "announced"
+    assert ", now held" in render_alert(held).subject
+
+
+def test_a_decision_without_rules_raises_nothing() -> None:
+    base = sample_alert()
+    assert base.story is not None
+    empty = base.decision.model_copy(update={"rules": ()})
+    assert story_alert(base.item, empty, base.story, set(), base.created_at) is None
 
 
 # ------------------------------------------------------------------- event_line

@@ -26,12 +26,19 @@ from hypothesis import strategies as st
 from receivers import Reply, WebhookReceiver
 
 from worker.alerts import alert_id
-from worker.channels.base import Channel
+from worker.channels.base import NO_POLICY, Channel, ChannelPolicy
 from worker.channels.console import ConsoleChannel
 from worker.channels.file import FileChannel
 from worker.channels.webhook import WebhookChannel
-from worker.config import DeliverySettings
-from worker.deliver import MAX_RETRY_AFTER, DrainResult, backoff, drain_outbox
+from worker.config import DeliverySettings, QuietHours, RateLimit
+from worker.deliver import (
+    MAX_RETRY_AFTER,
+    DrainResult,
+    backoff,
+    drain_outbox,
+    quiet_until,
+    rate_limited_until,
+)
 from worker.errors import StoreError
 from worker.models import Alert, Delivery, DeliveryStatus, Envelope, Feed
 from worker.store import open_store
@@ -301,6 +308,7 @@ class RecordingChannel:
     """Records envelopes and how many sends overlap; yields to the loop mid-send."""
 
     supports_html = False
+    policy: ChannelPolicy = NO_POLICY
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -539,3 +547,131 @@ def test_store_failure_surfaces_after_the_batch(clock: Clock) -> None:
     assert len(a.sent) == 2  # the other send was not abandoned
     assert box.deliveries(second.id)["a"].status == DeliveryStatus.DELIVERED
     assert box.deliveries(first.id)["a"].status == DeliveryStatus.PENDING
+
+
+# ------------------------------------------------------- quiet hours, rate limits
+
+
+def test_quiet_until_across_midnight_in_a_time_zone() -> None:
+    seoul = QuietHours(start="22:00", end="07:00", timezone="Asia/Seoul")
+    # 12:00 UTC = 21:00 KST: not quiet; 13:00 UTC = 22:00 KST: quiet until 07:00 KST
+    assert quiet_until(seoul, datetime(2025, 1, 3, 12, 59, tzinfo=UTC)) is None
+    end = datetime(2025, 1, 3, 22, 0, tzinfo=UTC)  # 07:00 KST on the 4th
+    assert quiet_until(seoul, datetime(2025, 1, 3, 13, 0, tzinfo=UTC)) == end
+    assert quiet_until(seoul, datetime(2025, 1, 3, 21, 59, tzinfo=UTC)) == end
+    assert quiet_until(seoul, end) is None
+    day = QuietHours(start="09:00", end="17:30")
+    assert quiet_until(day, datetime(2025, 1, 3, 8, 59, tzinfo=UTC)) is None
+    assert quiet_until(day, datetime(2025, 1, 3, 9, 0, tzinfo=UTC)) == datetime(
+        2025, 1, 3, 17, 30, tzinfo=UTC
+    )
+    never = QuietHours(start="10:00", end="10:00")
+    assert quiet_until(never, datetime(2025, 1, 3, 10, 0, tzinfo=UTC)) is None
+
+
+@given(st.integers(min_value=0, max_value=7 * 24 * 60))
+def test_quiet_until_ends_in_the_future_within_a_day(minutes: int) -> None:
+    now = T0 + timedelta(minutes=minutes)
+    quiet = QuietHours(start="23:15", end="06:45", timezone="America/New_York")
+    ends = quiet_until(quiet, now)
+    if ends is not None:
+        assert now < ends <= now + timedelta(days=1)
+        assert quiet_until(quiet, ends) is None
+
+
+def test_rate_limited_until_opens_when_the_oldest_send_leaves_the_window() -> None:
+    sent = [T0, T0 + timedelta(seconds=10), T0 + timedelta(seconds=20)]
+    now = T0 + timedelta(seconds=30)
+    assert rate_limited_until(sent, 4, 60, now) is None
+    assert rate_limited_until(sent, 3, 60, now) == T0 + timedelta(seconds=60)
+    assert rate_limited_until(sent, 2, 60, now) == T0 + timedelta(seconds=70)
+    # sends older than the window do not count
+    assert rate_limited_until(sent, 3, 25, now) is None
+
+
+def test_rate_limit_puts_deliveries_off_without_dropping_them(
+    tmp_path: Path, clock: Clock
+) -> None:
+    box = SQLiteOutbox(tmp_path / "fw.db")
+    try:
+        batch = alerts(5)
+        for alert in batch:
+            box.enqueue(alert, ["slow"])
+        channel = RecordingChannel("slow")
+        channel.policy = ChannelPolicy(rate_limit=RateLimit(count=2, per=60))
+        result = drain(box, {"slow": channel}, clock)
+        assert result == DrainResult(delivered=2, deferred=3)
+        assert len(channel.sent) == 2
+        waiting = [box.deliveries(a.id)["slow"] for a in batch]
+        assert sorted(d.status for d in waiting).count(DeliveryStatus.PENDING) == 3
+        assert all(
+            d.attempts == 0 and d.next_attempt_at == T0 + timedelta(seconds=60)
+            for d in waiting
+            if d.status is DeliveryStatus.PENDING
+        )
+        clock.advance(30)
+        assert drain(box, {"slow": channel}, clock) == DrainResult()
+        clock.advance(30)
+        assert drain(box, {"slow": channel}, clock) == DrainResult(
+            delivered=2, deferred=1
+        )
+        clock.advance(60)
+        assert drain(box, {"slow": channel}, clock) == DrainResult(delivered=1)
+        assert sorted(e.id for e in channel.sent) == sorted(a.id for a in batch)
+    finally:
+        box.sql.close()
+
+
+def test_quiet_hours_hold_alerts_for_the_digest_or_put_them_off(
+    tmp_path: Path, clock: Clock
+) -> None:
+    box = SQLiteOutbox(tmp_path / "fw.db")
+    try:
+        a, b = alerts(2)
+        for alert in (a, b):
+            box.enqueue(alert, ["desk", "night", "open"])
+        # T0 is 12:00 UTC
+        desk = RecordingChannel("desk")
+        desk.policy = ChannelPolicy(quiet_hours=QuietHours(start="11:00", end="13:00"))
+        night = RecordingChannel("night")
+        night.policy = ChannelPolicy(
+            quiet_hours=QuietHours(start="11:00", end="12:30", then="deliver")
+        )
+        open_ = RecordingChannel("open")
+        channels: dict[str, Channel] = {"desk": desk, "night": night, "open": open_}
+        assert drain(box, channels, clock) == DrainResult(
+            delivered=2, held=2, deferred=2
+        )
+        assert len(open_.sent) == 2 and not desk.sent and not night.sent
+        assert {x.id for x in box.sql.held_alerts("desk")} == {a.id, b.id}
+        assert box.deliveries(a.id)["desk"].status is DeliveryStatus.HELD
+        night_row = box.deliveries(a.id)["night"]
+        assert night_row.next_attempt_at == T0 + timedelta(minutes=30)
+        clock.advance(30 * 60)
+        assert drain(box, channels, clock) == DrainResult(delivered=2)
+        assert len(night.sent) == 2 and not desk.sent
+        # the digest carries the held ones and releases them
+        assert box.sql.release_held("desk", [a.id, b.id], "dg_x", clock()) == 2
+        assert box.deliveries(b.id)["desk"].status is DeliveryStatus.DELIVERED
+        assert box.sql.held_alerts("desk") == []
+    finally:
+        box.sql.close()
+
+
+def test_lease_comes_from_the_settings(tmp_path: Path, clock: Clock) -> None:
+    box = SQLiteOutbox(tmp_path / "fw.db")
+    try:
+        [alert] = alerts(1)
+        box.enqueue(alert, ["hang"])
+        settings = replace_settings(lease=5, send_timeout=0.2, max_attempts=5)
+        # a worker that claimed it and died: the row comes back after the lease
+        claimed = box.sql.claim_deliveries("dead-worker", clock(), 10, settings.lease)
+        assert [c.alert.id for c in claimed] == [alert.id]
+        channel = RecordingChannel("hang")
+        assert drain(box, {"hang": channel}, clock, settings) == DrainResult()
+        clock.advance(5)
+        assert drain(box, {"hang": channel}, clock, settings) == DrainResult(
+            delivered=1
+        )
+    finally:
+        box.sql.close()

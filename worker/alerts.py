@@ -10,7 +10,8 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Set as AbstractSet
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,12 +19,26 @@ from urllib.parse import urlsplit
 import jinja2
 
 from worker.config import ChannelSettings
-from worker.models import ActorRef, Alert, Envelope, Event, Evidence
+from worker.models import (
+    ActorRef,
+    Alert,
+    Decision,
+    Envelope,
+    Event,
+    EventStatus,
+    Evidence,
+    Item,
+    Story,
+)
 
 __all__ = [
     "PAYLOAD_TYPE",
+    "STATUS_CHANGES",
+    "STATUS_CHANGE_MIN_GAP",
+    "STORY_KEY",
     "SUBJECT_MAX",
     "alert_id",
+    "alert_marks",
     "alert_payload",
     "clean_line",
     "clean_text",
@@ -32,6 +47,9 @@ __all__ = [
     "render_alert",
     "route",
     "safe_url",
+    "story_alert",
+    "story_alert_key",
+    "story_marks",
     "template_env",
 ]
 
@@ -62,15 +80,114 @@ def alert_id(story_id: str, rule: str, status: str | None = None) -> str:
 
 
 def route(alert: Alert, channels: Sequence[ChannelSettings]) -> list[str]:
-    """Names of the channels whose ``rules``/``topics`` filters admit the alert."""
+    """Names of the channels whose ``rules``/``topics``/``severities`` filters admit
+    the alert (a rule filter matches any rule that fired on the report)."""
     names: list[str] = []
+    fired = {alert.rule, *alert.decision.rules}
+    severity = alert.severity or "none"
     for ch in channels:
-        if ch.rules and alert.rule not in ch.rules:
+        if ch.rules and not fired & set(ch.rules):
             continue
         if ch.topics and not set(alert.topics) & set(ch.topics):
             continue
+        if ch.severities and severity not in ch.severities:
+            continue
         names.append(ch.name)
     return names
+
+
+STORY_KEY = "story"
+"""Key of a story's first alert (``alert_id(story_id, STORY_KEY)``)."""
+STATUS_CHANGES = frozenset(
+    {EventStatus.HELD, EventStatus.CANCELLED, EventStatus.POSTPONED}
+)
+"""Statuses whose first report on a known story is news (a new alert)."""
+
+
+def _status(decision: Decision | None) -> EventStatus:
+    if decision is None or decision.event is None:
+        return EventStatus.UNKNOWN
+    return decision.event.status
+
+
+def alert_marks(alert: Alert) -> set[str]:
+    """What an alert already told about its story: its key (``story`` or the new
+    status) and the status its report gave; :func:`story_alert_key` reads them."""
+    marks = {STORY_KEY if alert.supersedes is None else _status(alert.decision)}
+    status = _status(alert.decision)
+    if status is not EventStatus.UNKNOWN:
+        marks.add(status.value)
+    return {str(m) for m in marks}
+
+
+def story_marks(alerts: Iterable[Alert]) -> set[str]:
+    """Union of :func:`alert_marks` over a story's alerts (empty: none raised)."""
+    out: set[str] = set()
+    for alert in alerts:
+        out |= alert_marks(alert)
+    return out
+
+
+def story_alert_key(decision: Decision, seen: AbstractSet[str]) -> str | None:
+    """Whether a report of a story alerts, and under which key.
+
+    ``seen`` is what the story's alerts told (:func:`story_marks`). The first
+    alerting report gives ``"story"``; a later one alerts again only when it brings
+    a status change not yet told (held, cancelled, postponed), keyed by that status;
+    otherwise None: it joins the story quietly.
+    """
+    if STORY_KEY not in seen:
+        return STORY_KEY
+    status = _status(decision)
+    if status in STATUS_CHANGES and status.value not in seen:
+        return status.value
+    return None
+
+
+STATUS_CHANGE_MIN_GAP = timedelta(hours=12)
+"""A status that differs from the first report's within this time of it is taken
+for outlets wording one moment differently ("to meet" / "met"), not for news."""
+
+
+def _too_soon(item: Item, story: Story, now: datetime) -> bool:
+    dates = [s.published for s in story.sources if s.published is not None]
+    start = min(dates, default=story.first_seen)
+    when = item.published or now
+    return when - start < STATUS_CHANGE_MIN_GAP
+
+
+def story_alert(
+    item: Item,
+    decision: Decision,
+    story: Story,
+    seen: AbstractSet[str],
+    now: datetime,
+) -> Alert | None:
+    """The alert a report raises on its story, or None (pure: the poll shell routes
+    it, records it, and adds :func:`alert_marks` of it to ``seen``).
+
+    One alert per story whatever rules fired; a status change is a new alert whose
+    ``supersedes`` is the story's first alert, unless it comes within
+    :data:`STATUS_CHANGE_MIN_GAP` of the story's first report."""
+    key = story_alert_key(decision, seen)
+    if key is None or not decision.rules:
+        return None
+    if key != STORY_KEY and _too_soon(item, story, now):
+        return None
+    first = alert_id(story.id, STORY_KEY)
+    return Alert(
+        id=first if key == STORY_KEY else alert_id(story.id, STORY_KEY, key),
+        story_id=story.id,
+        rule=decision.rules[0],
+        topics=decision.topics,
+        severity=decision.severity,
+        score=decision.score,
+        created_at=now,
+        item=item,
+        decision=decision,
+        story=story,
+        supersedes=None if key == STORY_KEY else first,
+    )
 
 
 def clean_line(value: str | None, limit: int | None = None) -> str:
@@ -277,6 +394,9 @@ def alert_payload(alert: Alert) -> dict[str, Any]:
             "title": story.title,
             "first_seen": iso_utc(story.first_seen),
             "last_seen": iso_utc(story.last_seen),
+            "status": _status(alert.decision).value
+            if alert.supersedes
+            else (story.event.status.value if story.event else "unknown"),
             "sources": [
                 {
                     "source": s.source,

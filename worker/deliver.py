@@ -1,7 +1,8 @@
 """Outbox dispatcher: claimed outbox rows (``ClaimedDelivery``) -> channel sends ->
-``DeliveryOutcome`` records (delivered, retry later with backoff, or dead).
+``DeliveryOutcome`` records (delivered, retry later with backoff, dead, or put off
+by the channel's quiet hours and rate limit).
 
-Owns the retry policy; the scheduler only decides when to drain.
+Owns the retry and routing-time policy; the scheduler only decides when to drain.
 """
 
 from __future__ import annotations
@@ -12,14 +13,20 @@ import math
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
+from time import perf_counter
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from worker.alerts import render_alert
-from worker.channels.base import Channel
-from worker.config import DeliverySettings
+from worker.channels.base import Channel, ChannelPolicy, policy_of
+from worker.config import DeliverySettings, QuietHours
 from worker.errors import DeliveryError
 from worker.models import Envelope, utcnow
 from worker.store.base import ClaimedDelivery, DeliveryOutcome, Store
+
+if TYPE_CHECKING:
+    from worker.metrics import Metrics
 
 __all__ = [
     "DEFAULT_CONCURRENCY",
@@ -29,6 +36,8 @@ __all__ = [
     "DrainResult",
     "backoff",
     "drain_outbox",
+    "quiet_until",
+    "rate_limited_until",
 ]
 
 log = logging.getLogger(__name__)
@@ -59,13 +68,56 @@ def backoff(
     return max(delay, 0.0)
 
 
+def _clock(value: str) -> time:
+    hours, minutes = value.split(":")
+    return time(int(hours), int(minutes))
+
+
+def quiet_until(quiet: QuietHours, now: datetime) -> datetime | None:
+    """When the quiet period ``now`` falls in ends (UTC), or None outside it.
+
+    The period is [start, end) in local time, running past midnight when
+    ``end`` is before ``start``; start == end means never quiet."""
+    zone = ZoneInfo(quiet.timezone)
+    local = now.astimezone(zone)
+    start, end = _clock(quiet.start), _clock(quiet.end)
+    t = local.time().replace(second=0, microsecond=0, tzinfo=None)
+    day = local.date()
+    if start == end:
+        return None
+    if start < end:
+        inside = start <= t < end
+        end_day = day
+    else:
+        inside = t >= start or t < end
+        end_day = day + timedelta(days=1) if t >= start else day
+    if not inside:
+        return None
+    ends = datetime.combine(end_day, end, tzinfo=zone)
+    return ends.astimezone(now.tzinfo)
+
+
+def rate_limited_until(
+    sent: list[datetime], count: int, per: float, now: datetime
+) -> datetime | None:
+    """When a channel that sent at ``sent`` (ascending) may send again under
+    ``count`` per ``per`` seconds, or None if it may send now."""
+    window = [t for t in sent if t > now - timedelta(seconds=per)]
+    if len(window) < count:
+        return None
+    return window[len(window) - count] + timedelta(seconds=per)
+
+
 @dataclass
 class DrainResult:
-    """What one drain did: delivered, scheduled for retry, given up (dead)."""
+    """What one drain did: delivered, scheduled for retry, given up (dead), held
+    for a digest (quiet hours), put off (rate limit, quiet hours ending)."""
 
     delivered: int = 0
     retried: int = 0
     dead: int = 0
+    held: int = 0
+    deferred: int = 0
 
 
 class _Dispatcher:
@@ -80,14 +132,89 @@ class _Dispatcher:
         now: Callable[[], datetime],
         concurrency: int,
         send_timeout: float | None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.channels = channels
         self.settings = settings
         self.now = now
         self.send_timeout = send_timeout
         self.semaphore = asyncio.Semaphore(max(concurrency, 1))
         self.rendered: dict[str, Envelope] = {}
+        self.sent: dict[str, list[datetime]] = {}
+        """Per rate-limited channel: send times in its window (stored + this drain)."""
+
+    def policy(self, channel_name: str) -> ChannelPolicy | None:
+        channel = self.channels.get(channel_name)
+        return None if channel is None else policy_of(channel)
+
+    def gate(self, claimed: ClaimedDelivery) -> DeliveryOutcome | None:
+        """Quiet hours and rate limit, before any send: an outcome that puts the
+        delivery off, or None to send it now (its rate-limit slot is taken).
+        Runs in a worker thread (it may read the store)."""
+        delivery = claimed.delivery
+        assert delivery.id is not None
+        policy = self.policy(delivery.channel)
+        if policy is None:
+            return None
+        now = self.now()
+        if policy.quiet_hours is not None:
+            ends = quiet_until(policy.quiet_hours, now)
+            if ends is not None:
+                if policy.quiet_hours.then == "digest":
+                    return DeliveryOutcome(
+                        delivery_id=delivery.id, ok=False, attempted_at=now, held=True
+                    )
+                return DeliveryOutcome(
+                    delivery_id=delivery.id,
+                    ok=False,
+                    attempted_at=now,
+                    defer_until=ends,
+                )
+        limit = policy.rate_limit
+        if limit is not None:
+            sent = self.sent.get(delivery.channel)
+            if sent is None:
+                since = now - timedelta(seconds=limit.per)
+                sent = self.sent[delivery.channel] = self.store.delivered_times(
+                    delivery.channel, since
+                )
+            later = rate_limited_until(sent, limit.count, limit.per, now)
+            if later is not None:
+                return DeliveryOutcome(
+                    delivery_id=delivery.id,
+                    ok=False,
+                    attempted_at=now,
+                    defer_until=later,
+                )
+            sent.append(now)
+        return None
+
+    def gate_all(
+        self, batch: list[ClaimedDelivery]
+    ) -> tuple[list[ClaimedDelivery], list[DeliveryOutcome]]:
+        """Split a batch into what is sent now and the outcomes of what is not;
+        the latter are recorded here."""
+        send: list[ClaimedDelivery] = []
+        put_off: list[DeliveryOutcome] = []
+        for claimed in batch:
+            outcome = self.gate(claimed)
+            if outcome is None:
+                send.append(claimed)
+                continue
+            self.store.record_delivery(outcome)
+            put_off.append(outcome)
+            log.info(
+                "delivery %s alert=%s channel=%s%s",
+                "held for digest" if outcome.held else "put off",
+                claimed.alert.id,
+                claimed.delivery.channel,
+                ""
+                if outcome.defer_until is None
+                else f" until={outcome.defer_until.isoformat()}",
+            )
+        return send, put_off
 
     def render(self, claimed: ClaimedDelivery) -> Envelope:
         envelope = self.rendered.get(claimed.alert.id)
@@ -187,9 +314,20 @@ class _Dispatcher:
         )
 
     async def deliver(self, claimed: ClaimedDelivery) -> DeliveryOutcome:
+        started = perf_counter()
         outcome = await self.attempt(claimed)
+        elapsed = perf_counter() - started
         await asyncio.to_thread(self.store.record_delivery, outcome)
         alert_id, channel = claimed.alert.id, claimed.delivery.channel
+        if self.metrics is not None:
+            kind = (
+                "delivered"
+                if outcome.ok
+                else "retry"
+                if outcome.retry_at is not None
+                else "dead"
+            )
+            self.metrics.observe_delivery(channel, kind, elapsed)
         if outcome.ok:
             log.info("delivered alert=%s channel=%s", alert_id, channel)
         elif outcome.retry_at is not None:
@@ -218,9 +356,10 @@ async def drain_outbox(
     worker_id: str,
     now: Callable[[], datetime] = utcnow,
     max_rounds: int = 10,
-    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    lease_seconds: float | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
-    send_timeout: float | None = DEFAULT_SEND_TIMEOUT,
+    send_timeout: float | None = None,
+    metrics: Metrics | None = None,
 ) -> DrainResult:
     """Deliver due outbox rows until none are left or ``max_rounds`` batches are done.
 
@@ -230,16 +369,40 @@ async def drain_outbox(
     recording is raised once the batch's other sends have finished; a row whose
     outcome was not recorded keeps its lease until ``lease_seconds`` pass and is
     then sent again (delivery is at least once, with a stable id). ``lease_seconds``
-    must exceed the time a batch takes (``send_timeout`` bounds each send).
+    must exceed the time a batch takes (``send_timeout`` bounds each send); both
+    default to ``settings.lease`` and ``settings.send_timeout``.
+
+    Before sending, a channel's quiet hours hold the row for a digest (or put it
+    off to their end) and its rate limit puts it off until the window has room;
+    neither counts as an attempt.
     """
-    dispatcher = _Dispatcher(store, channels, settings, now, concurrency, send_timeout)
+    lease = settings.lease if lease_seconds is None else lease_seconds
+    timeout = settings.send_timeout if send_timeout is None else send_timeout
+    dispatcher = _Dispatcher(
+        store, channels, settings, now, concurrency, timeout, metrics
+    )
     total = DrainResult()
     for _ in range(max(max_rounds, 0)):
-        claimed = await asyncio.to_thread(
-            store.claim_deliveries, worker_id, now(), settings.batch, lease_seconds
+        batch = await asyncio.to_thread(
+            store.claim_deliveries, worker_id, now(), settings.batch, lease
         )
-        if not claimed:
+        if not batch:
             break
+        claimed, put_off = await asyncio.to_thread(dispatcher.gate_all, batch)
+        for outcome in put_off:
+            if outcome.held:
+                total.held += 1
+            else:
+                total.deferred += 1
+            if metrics is not None:
+                channel = next(
+                    c.delivery.channel
+                    for c in batch
+                    if c.delivery.id == outcome.delivery_id
+                )
+                metrics.observe_delivery(
+                    channel, "held" if outcome.held else "deferred", 0.0
+                )
         results = await asyncio.gather(
             *(dispatcher.deliver(c) for c in claimed), return_exceptions=True
         )
@@ -255,12 +418,14 @@ async def drain_outbox(
                 total.dead += 1
         if failure is not None:
             raise failure
-    if total.delivered or total.retried or total.dead:
+    if total.delivered or total.retried or total.dead or total.held or total.deferred:
         log.info(
-            "drain worker=%s delivered=%d retried=%d dead=%d",
+            "drain worker=%s delivered=%d retried=%d dead=%d held=%d deferred=%d",
             worker_id,
             total.delivered,
             total.retried,
             total.dead,
+            total.held,
+            total.deferred,
         )
     return total

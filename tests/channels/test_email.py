@@ -93,6 +93,20 @@ def test_sends_multipart_text_and_html_with_threading_headers(
     assert html.get_content().replace("\r\n", "\n").rstrip("\n") == env.html
 
 
+def test_a_status_change_replies_to_the_alert_it_updates(smtp: SmtpReceiver) -> None:
+    first = sample_alert()
+    update = sample_alert(id="al_update", supersedes=first.id)
+    channel = channel_for(smtp)
+    send(channel, render_alert(first))
+    send(channel, render_alert(update))
+    one, two = (m.message for m in smtp.wait_for(2))
+    root = "<st_xi_lee@feedwatch>"
+    assert one["References"] == root
+    assert two["Message-ID"] == "<al_update@feedwatch>"
+    assert two["In-Reply-To"] == one["Message-ID"]
+    assert two["References"].split() == [root, one["Message-ID"]]
+
+
 def test_text_only_envelope_is_a_single_part(smtp: SmtpReceiver) -> None:
     env = Envelope(
         id="dg_2025-01-03", kind="digest", subject="Digest", text="Nothing new.\n"

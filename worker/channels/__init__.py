@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from worker.channels.base import Channel
+from worker.channels.base import NO_POLICY, Channel, ChannelPolicy
 from worker.channels.console import ConsoleChannel
 from worker.channels.email import EmailChannel
 from worker.channels.file import FileChannel
 from worker.channels.webhook import WebhookChannel
 from worker.config import (
+    AppriseChannelSettings,
     ChannelSettings,
     ConsoleChannelSettings,
     FileChannelSettings,
@@ -21,8 +22,10 @@ from worker.config import (
 from worker.errors import ConfigError
 
 __all__ = [
+    "NO_POLICY",
     "REGISTRY",
     "Channel",
+    "ChannelPolicy",
     "ConsoleChannel",
     "EmailChannel",
     "FileChannel",
@@ -41,11 +44,26 @@ def _file(settings: FileChannelSettings) -> Channel:
     return FileChannel(settings.name, settings.path)
 
 
+def _apprise(settings: AppriseChannelSettings) -> Channel:
+    # Imported here: apprise is an optional extra.
+    from worker.channels.apprise import AppriseChannel
+
+    try:
+        return AppriseChannel.from_settings(settings)
+    except ConfigError as e:
+        raise ConfigError(
+            None,
+            e.key_path.replace("channels.type", f"channels.{settings.name}.type"),
+            e.expected,
+        ) from e
+
+
 REGISTRY: dict[str, Callable[[Any], Channel]] = {
     "console": _console,
     "file": _file,
     "webhook": WebhookChannel.from_settings,
     "email": EmailChannel.from_settings,
+    "apprise": _apprise,
 }
 """Channel factories by config ``type``."""
 
@@ -60,7 +78,10 @@ def make_channel(settings: ChannelSettings) -> Channel:
             f"channels.{settings.name}.type",
             f"unknown channel type {settings.type!r} (known: {known})",
         )
-    return factory(settings)
+    channel = factory(settings)
+    if settings.rate_limit is not None or settings.quiet_hours is not None:
+        channel.policy = ChannelPolicy(settings.rate_limit, settings.quiet_hours)
+    return channel
 
 
 def make_channels(settings: Sequence[ChannelSettings]) -> dict[str, Channel]:

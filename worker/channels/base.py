@@ -5,11 +5,24 @@ Channels do not render; ``alerts.render_alert`` and the digest do that once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from worker.config import QuietHours, RateLimit
 from worker.models import Envelope
 
-__all__ = ["Channel"]
+__all__ = ["NO_POLICY", "Channel", "ChannelPolicy", "policy_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelPolicy:
+    """When a channel may send: its rate limit and quiet hours (from its config)."""
+
+    rate_limit: RateLimit | None = None
+    quiet_hours: QuietHours | None = None
+
+
+NO_POLICY = ChannelPolicy()
 
 
 @runtime_checkable
@@ -32,7 +45,10 @@ class Channel(Protocol):
     name: str
     """The configured channel name (routing, ``--send``, outbox rows)."""
     supports_html: bool
-    """Whether the channel shows ``envelope.html`` (only email does)."""
+    """Whether the channel shows ``envelope.html`` (email, and Apprise services
+    that take HTML)."""
+    policy: ChannelPolicy
+    """Rate limit and quiet hours the outbox applies before sending."""
 
     async def send(self, envelope: Envelope) -> None:
         """Deliver one envelope, or raise DeliveryError."""
@@ -41,3 +57,9 @@ class Channel(Protocol):
     async def aclose(self) -> None:
         """Release connections and files."""
         ...
+
+
+def policy_of(channel: object) -> ChannelPolicy:
+    """The channel's policy; none for a channel that does not declare one."""
+    policy = getattr(channel, "policy", None)
+    return policy if isinstance(policy, ChannelPolicy) else NO_POLICY

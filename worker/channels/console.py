@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Literal, TextIO
 
+from worker.channels.base import NO_POLICY, ChannelPolicy
 from worker.errors import DeliveryError
 from worker.models import Envelope
 
@@ -17,6 +18,7 @@ class ConsoleChannel:
     """Prints envelopes for people watching a terminal or for a pipe (``json``)."""
 
     supports_html = False
+    policy: ChannelPolicy = NO_POLICY
 
     def __init__(
         self,

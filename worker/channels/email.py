@@ -2,7 +2,8 @@
 by SMTP with aiosmtplib; envelopes of one story thread together.
 
 ``Message-ID`` is ``<{envelope.id}@feedwatch>``; with a ``thread_id``,
-``In-Reply-To`` and ``References`` are ``<{thread_id}@feedwatch>``.
+``References`` is ``<{thread_id}@feedwatch>`` (then the alert it supersedes, if any)
+and ``In-Reply-To`` the last of them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Literal
 import aiosmtplib
 
 from worker.alerts import clean_line
+from worker.channels.base import NO_POLICY, ChannelPolicy
 from worker.config import EmailChannelSettings
 from worker.errors import ConfigError, DeliveryError
 from worker.models import Envelope, utcnow
@@ -68,6 +70,7 @@ class EmailChannel:
     """Sends each envelope as one email to the configured recipients."""
 
     supports_html = True
+    policy: ChannelPolicy = NO_POLICY
 
     def __init__(
         self,
@@ -143,9 +146,14 @@ class EmailChannel:
         msg["Date"] = format_datetime(self._clock())
         msg["Message-ID"] = message_id(envelope.id)
         if envelope.thread_id and envelope.thread_id != envelope.id:
-            parent = message_id(envelope.thread_id)
-            msg["In-Reply-To"] = parent
-            msg["References"] = parent
+            # Every alert of a story refers to the story's (virtual) root, so mail
+            # clients thread them; a status change replies to the alert it updates.
+            refs = [message_id(envelope.thread_id)]
+            supersedes = envelope.data.get("supersedes")
+            if isinstance(supersedes, str) and supersedes:
+                refs.append(message_id(supersedes))
+            msg["In-Reply-To"] = refs[-1]
+            msg["References"] = " ".join(refs)
         # RFC 3834: tells auto-responders not to answer.
         msg["Auto-Submitted"] = "auto-generated"
         msg["X-Feedwatch-Kind"] = envelope.kind

@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+from worker.channels.base import NO_POLICY, ChannelPolicy
 from worker.errors import DeliveryError
 from worker.models import Envelope
 
@@ -33,6 +34,7 @@ class FileChannel:
     """
 
     supports_html = False
+    policy: ChannelPolicy = NO_POLICY
 
     def __init__(self, name: str, path: str | os.PathLike[str]) -> None:
         self.name = name

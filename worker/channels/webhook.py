@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from worker import __version__
+from worker.channels.base import NO_POLICY, ChannelPolicy
 from worker.config import WebhookChannelSettings
 from worker.errors import ConfigError, DeliveryError
 from worker.models import Envelope
@@ -145,6 +146,7 @@ class WebhookChannel:
     """POSTs alert payloads to a URL with Standard Webhooks headers."""
 
     supports_html = False
+    policy: ChannelPolicy = NO_POLICY
 
     def __init__(
         self,
