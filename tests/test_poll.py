@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -15,11 +16,19 @@ from worker.config import (
     FeedSettings,
     FetchSettings,
     FileChannelSettings,
+    PollSettings,
     Settings,
 )
 from worker.core import Feedwatch, make_feedwatch
-from worker.models import FeedStatus, utcnow
-from worker.poll import poll_once
+from worker.models import Feed, FeedStatus, utcnow
+from worker.poll import (
+    PollSummary,
+    Schedule,
+    error_delay,
+    next_check,
+    poll_interval,
+    poll_once,
+)
 
 RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>
 <link>https://wire.example/</link><description>d</description>{items}</channel></rss>"""
@@ -191,3 +200,218 @@ async def test_demo_feeds_alert_once_per_story(
         if {src.item_id.split(":", 1)[1] for src in s.story.sources} == pair
     ]
     assert len(joined) == 1
+
+
+# -- fetching at scale: redirects, 410, server hints, schedules, batches -------------
+
+
+async def test_permanent_redirect_updates_the_stored_url(
+    feed_server: FeedServer, fw_factory
+) -> None:
+    feed_server.set("/new.xml", rss(("w1", *WEATHER)))
+    feed_server.redirect("/old.xml", "/new.xml", 301)
+    fw = fw_factory([feed_server.url("/old.xml")])
+    res = await poll_once(fw, all_feeds=True)
+    assert (res.polled, res.new_items) == (1, 1)
+    [stored] = fw.store.list_feeds()
+    assert stored.url == feed_server.url("/new.xml")
+    assert fw.store.count_items() == 1
+    await poll_once(fw, all_feeds=True)
+    assert feed_server.requests_for("/old.xml")[1:] == []  # asked once only
+
+
+async def test_temporary_redirect_keeps_the_url(
+    feed_server: FeedServer, fw_factory
+) -> None:
+    feed_server.set("/new.xml", rss(("w1", *WEATHER)))
+    feed_server.redirect("/old.xml", "/new.xml", 302)
+    fw = fw_factory([feed_server.url("/old.xml")])
+    await poll_once(fw, all_feeds=True)
+    assert [f.url for f in fw.store.list_feeds()] == [feed_server.url("/old.xml")]
+
+
+async def test_gone_disables_the_feed_with_a_reason(
+    feed_server: FeedServer, fw_factory
+) -> None:
+    feed_server.set("/ok.xml", rss(("w1", *WEATHER)))
+    feed_server.fail("/gone.xml", 410, times=None)
+    fw = fw_factory([feed_server.url("/ok.xml"), feed_server.url("/gone.xml")])
+    res = await poll_once(fw, all_feeds=True)
+    assert (res.polled, res.failed) == (1, 1)
+    gone = fw.store.get_feed(feed_server.url("/gone.xml"))
+    assert gone.status == FeedStatus.DISABLED
+    assert gone.last_error is not None
+    assert "410" in gone.last_error and "disabled" in gone.last_error
+    again = await poll_once(fw, all_feeds=True)
+    assert again.feeds == 1  # the disabled feed is not polled any more
+    assert len(feed_server.requests_for("/gone.xml")) == 1
+
+
+def _wait(fw: Feedwatch, url: str, before: datetime) -> float:
+    feed = fw.store.get_feed(url)
+    assert feed.next_check_at is not None
+    return (feed.next_check_at - before).total_seconds()
+
+
+@pytest.mark.parametrize(
+    ("headers", "ttl", "expected"),
+    [
+        ({"Cache-Control": "public, max-age=7200"}, None, 7200),
+        ({"Cache-Control": "max-age=999999"}, None, 6 * 3600),  # capped by max
+        ({}, 180, 180 * 60),
+        ({"Expires": "Thu, 01 Jan 2099 00:00:00 GMT"}, None, 6 * 3600),
+        ({"Cache-Control": "no-cache, max-age=7200"}, None, None),
+    ],
+)
+async def test_server_hints_are_lower_bounds_of_the_next_check(
+    feed_server: FeedServer,
+    tmp_path: Path,
+    headers: dict[str, str],
+    ttl: int | None,
+    expected: float | None,
+) -> None:
+    body = rss(("w1", *WEATHER))
+    if ttl is not None:
+        body = body.replace(
+            b"<description>d</description>", f"<ttl>{ttl}</ttl>".encode()
+        )
+    feed_server.set("/a.xml", body, headers=headers)
+    url = feed_server.url("/a.xml")
+    settings = _settings(tmp_path, [], poll=PollSettings(jitter=0.1))
+    with make_feedwatch(settings) as fw:
+        fw.store.add_feed(Feed(url=url, interval=60))
+        before = utcnow()
+        await poll_once(fw, all_feeds=True)
+        wait = _wait(fw, url, before)
+    # The feed published nothing this week that dates it: adaptive max (6 h) unless
+    # the hint is longer; a hint below the max lifts the interval to at least it.
+    if expected is None or expected >= 6 * 3600:
+        assert 6 * 3600 * 0.89 <= wait <= 6 * 3600 * 1.11
+    else:
+        assert wait >= expected - 5
+
+
+async def test_adaptive_interval_follows_update_frequency(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    now = utcnow()
+    busy = "".join(
+        ITEM.format(guid=f"b{n}", title=f"t{n}", summary="s").replace(
+            "</item>",
+            f"<pubDate>{format_datetime(now - timedelta(hours=n))}</pubDate></item>",
+        )
+        for n in range(100)
+    )
+    feed_server.set("/busy.xml", RSS.format(items=busy).encode())
+    feed_server.set("/quiet.xml", rss(("q1", *WEATHER)).replace(b"<item>", b"<item>"))
+    urls = [feed_server.url("/busy.xml"), feed_server.url("/quiet.xml")]
+    settings = _settings(
+        tmp_path,
+        [],
+        poll=PollSettings(min_interval=600, max_interval=4 * 3600, jitter=0.1),
+    )
+    with make_feedwatch(settings) as fw:
+        for u in urls:
+            fw.store.add_feed(Feed(url=u))
+        before = utcnow()
+        await poll_once(fw, all_feeds=True)
+        busy_wait = _wait(fw, urls[0], before)
+        quiet_wait = _wait(fw, urls[1], before)
+    # 100 items in a week: 7 d / 100 = 6048 s, inside [600, 14400]
+    assert 6048 * 0.89 <= busy_wait <= 6048 * 1.11
+    # an undated item counts as seen now: 7 d / 1 -> capped at the max
+    assert 4 * 3600 * 0.89 <= quiet_wait <= 4 * 3600 * 1.11
+
+
+async def test_per_feed_overrides_of_interval_bounds(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    feed_server.set("/a.xml", rss(("w1", *WEATHER)))
+    feed_server.set("/b.xml", rss(("w2", *WEATHER)))
+    a, b = feed_server.url("/a.xml"), feed_server.url("/b.xml")
+    settings = Settings(
+        database=f"sqlite:///{tmp_path / 'fw.db'}",
+        feeds=(
+            FeedSettings(url=a, max_interval=1200),
+            FeedSettings(url=b, interval=300),
+        ),
+        fetch=FetchSettings(allow_private_addresses=True),
+        channels=(),
+        poll=PollSettings(jitter=0.0),
+    )
+    with make_feedwatch(settings) as fw:
+        fw.sync_config_feeds()
+        before = utcnow()
+        await poll_once(fw, all_feeds=True)
+        assert 1190 <= _wait(fw, a, before) <= 1210  # adaptive, capped by its own max
+        assert 290 <= _wait(fw, b, before) <= 310  # fixed interval
+
+
+async def test_all_feeds_are_polled_across_batches(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    urls = []
+    for n in range(7):
+        feed_server.set(f"/f{n}.xml", rss((f"i{n}", *WEATHER)))
+        urls.append(feed_server.url(f"/f{n}.xml"))
+    settings = _settings(tmp_path, urls, poll=PollSettings(batch=3))
+    with make_feedwatch(settings) as fw:
+        fw.sync_config_feeds()
+        res = await poll_once(fw, all_feeds=True)
+        assert (res.feeds, res.polled, res.new_items) == (7, 7, 7)
+        again = await poll_once(fw, all_feeds=True)
+        assert (again.feeds, again.not_modified) == (7, 7)
+        assert await poll_once(fw) == PollSummary()  # nothing due
+
+
+def test_error_backoff_doubles_up_to_the_ceiling_and_never_stops() -> None:
+    s = Schedule(fixed=None, min_interval=300, max_interval=3600, error_base=900)
+    delays = [error_delay(s, n) for n in range(1, 12)]
+    assert delays[:4] == [900, 1800, 3600, 7200]
+    assert max(delays) == 86400 and delays[-1] == 86400
+    assert error_delay(s, 10_000) == 86400  # huge counts do not overflow
+    assert error_delay(s, 1, retry_after=7200) == 7200
+    assert error_delay(s, 1, retry_after=10**9) == 86400
+    now = utcnow()
+    feed = Feed(url="http://127.0.0.1/a", error_count=30)
+    for _ in range(50):
+        wait = (next_check(feed, now, failed=True, schedule=s) - now).total_seconds()
+        assert 0 < wait <= 86400
+
+
+def test_next_check_jitter_spreads_polls_within_bounds() -> None:
+    s = Schedule(fixed=1000.0, min_interval=1, max_interval=10**6, jitter=0.1)
+    now = utcnow()
+    feed = Feed(url="http://127.0.0.1/a")
+    waits = {
+        (next_check(feed, now, failed=False, schedule=s) - now).total_seconds()
+        for _ in range(200)
+    }
+    assert all(900 <= w <= 1100 for w in waits)
+    assert len(waits) > 100  # spread, not one value
+
+
+def test_poll_interval_is_miniflux_entry_frequency() -> None:
+    s = Schedule(fixed=None, min_interval=300, max_interval=86400)
+    assert poll_interval(s, 0) == 86400
+    assert poll_interval(s, 7) == 86400
+    assert poll_interval(s, 7 * 24) == 3600
+    assert poll_interval(s, 10**6) == 300
+    assert poll_interval(s, 7 * 24, hint=7200) == 7200
+    assert poll_interval(s, 7 * 24, hint=10**7) == 86400
+
+
+async def test_a_poll_pass_feeds_the_metrics(feed_server: FeedServer, fw_factory) -> None:
+    feed_server.set("/a.xml", rss(("s1", *SUMMIT), ("w1", *WEATHER)))
+    feed_server.set("/bad.xml", b"", "application/rss+xml")
+    feed_server.fail("/bad.xml", 500, times=None)
+    fw = fw_factory([feed_server.url("/a.xml"), feed_server.url("/bad.xml")])
+    await poll_once(fw, all_feeds=True)
+    text = fw.metrics.render().decode()
+    assert "feedwatch_items_new_total 2.0" in text
+    assert 'feedwatch_fetch_errors_total{kind="status"} 1.0' in text
+    [alert_line] = [
+        line for line in text.splitlines() if line.startswith("feedwatch_alerts_total{")
+    ]
+    assert alert_line.endswith(" 1.0")
+    assert "feedwatch_poll_duration_seconds_count 1.0" in text

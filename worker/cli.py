@@ -368,7 +368,7 @@ def digest(
 ) -> None:
     """Stories that matched in a period, grouped by story, newest first."""
     from worker.core import make_feedwatch
-    from worker.digest import build_digest, digest_envelope, render_digest
+    from worker.digest import build_digest, render_digest, send_digest
     from worker.models import utcnow
 
     settings = _settings(ctx, logging_on=channel is not None)
@@ -381,13 +381,10 @@ def digest(
     async def main() -> str:
         fw = make_feedwatch(settings)
         try:
-            d = build_digest(fw.store, start, end or now)
             if channel is None:
-                return render_digest(d, fmt)
-            ch = fw.channels[channel]
-            env = digest_envelope(d)
-            await ch.send(env)
-            return f"digest of {len(d.stories)} stories sent to {channel}"
+                return render_digest(build_digest(fw.store, start, end or now), fmt)
+            sent = await send_digest(fw.store, fw.channels[channel], start, end or now)
+            return f"digest of {len(sent.stories)} stories sent to {channel}"
         finally:
             await fw.aclose()
 

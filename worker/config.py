@@ -37,6 +37,7 @@ from worker.errors import ConfigError
 
 __all__ = [
     "ApiSettings",
+    "AppriseChannelSettings",
     "ChannelSettings",
     "ConsoleChannelSettings",
     "DeliverySettings",
@@ -46,6 +47,8 @@ __all__ = [
     "FetchSettings",
     "FileChannelSettings",
     "PollSettings",
+    "QuietHours",
+    "RateLimit",
     "Settings",
     "StorySettings",
     "WebhookChannelSettings",
@@ -118,6 +121,11 @@ class FeedSettings(_Section):
     tags: tuple[str, ...] = ()
     name: str | None = None
     """Outlet name shown in alerts; default the feed's own title."""
+    min_interval: Duration | None = None
+    """Shortest adaptive interval for this feed; default ``poll.min_interval``."""
+    max_interval: Duration | None = None
+    """Longest adaptive interval (and cap on server hints); default
+    ``poll.max_interval``."""
 
     @field_validator("url")
     @classmethod
@@ -136,6 +144,18 @@ class PollSettings(_Section):
     """Most feeds claimed per poll cycle."""
     tick: Duration = 30.0
     """How often the daemon looks for due feeds."""
+    scheduler: Literal["entry_frequency", "fixed"] = "entry_frequency"
+    """``entry_frequency``: a feed without its own ``interval`` is polled as often
+    as it publishes (items of the last 7 days), between ``min_interval`` and
+    ``max_interval``; ``fixed``: every ``interval``."""
+    min_interval: Duration = 300.0
+    """Shortest adaptive interval."""
+    max_interval: Duration = 21600.0
+    """Longest adaptive interval; also caps ttl, Cache-Control and Expires hints."""
+    jitter: float = Field(default=0.1, ge=0, le=0.5)
+    """Each next check is moved by up to this fraction, so polls spread out."""
+    error_backoff_max: Duration = 86400.0
+    """Ceiling of the exponential backoff after errors (never stops polling)."""
 
 
 class FetchSettings(_Section):
@@ -150,6 +170,57 @@ class FetchSettings(_Section):
     """``{version}`` is replaced by feedwatch's version."""
     contact: str | None = None
     """Appended to the User-Agent so publishers can reach you (an email or URL)."""
+    per_host_concurrency: int = Field(default=8, ge=1, le=1024)
+    """Requests in flight to one host at once (``poll.concurrency`` is global)."""
+    transport: Literal["aiohttp", "httpx"] = "aiohttp"
+    """HTTP transport under the httpx API: ``aiohttp`` (httpx-aiohttp, several times
+    faster per request) or httpx's own; falls back to httpx if not installed."""
+    honor_cache_headers: bool = True
+    """Treat RSS ttl, Cache-Control max-age and Expires as the earliest next check."""
+
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+
+
+class RateLimit(_Section):
+    """At most ``count`` deliveries per ``per`` seconds on one channel; the rest wait
+    in the outbox (never dropped) until the window has room."""
+
+    count: int = Field(ge=1)
+    per: Duration = Field(default=3600.0, gt=0)
+
+
+class QuietHours(_Section):
+    """A daily period in which a channel sends nothing; alerts raised then are held
+    for the next digest (``then: digest``) or sent when it ends (``then: deliver``)."""
+
+    start: str
+    """Local time "HH:MM" the quiet period begins."""
+    end: str
+    """Local time "HH:MM" it ends (before ``start``: it runs past midnight)."""
+    timezone: str = "UTC"
+    """IANA zone the times are read in ("Asia/Seoul")."""
+    then: Literal["digest", "deliver"] = "digest"
+    """``digest``: held (status ``held``) until a digest carries them;
+    ``deliver``: delivered when the quiet period ends."""
+
+    @field_validator("start", "end")
+    @classmethod
+    def _clock(cls, v: str) -> str:
+        if not _CLOCK.match(v.strip()):
+            raise ValueError(f'expected a time of day as "HH:MM", got {v!r}')
+        return v.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(v)
+        except (ValueError, KeyError) as e:
+            raise ValueError(f"expected an IANA time zone, got {v!r}") from e
+        return v
 
 
 class _ChannelBase(_Section):
@@ -159,6 +230,13 @@ class _ChannelBase(_Section):
     """Only alerts of these rule ids (empty: all)."""
     topics: tuple[str, ...] = ()
     """Only alerts with one of these topics (empty: all)."""
+    severities: tuple[str, ...] = ()
+    """Only alerts of these severities (empty: all; an alert without one passes
+    only if ``none`` is listed)."""
+    rate_limit: RateLimit | None = None
+    """Most deliveries per period (``{count: 10, per: 1h}``); the rest wait."""
+    quiet_hours: QuietHours | None = None
+    """Daily period in which nothing is sent on this channel."""
 
 
 class ConsoleChannelSettings(_ChannelBase):
@@ -213,11 +291,31 @@ class EmailChannelSettings(_ChannelBase):
         return _resolve_secret_refs(data, ("password",))
 
 
+class AppriseChannelSettings(_ChannelBase):
+    """Any service Apprise reaches by URL (Slack, Teams, Telegram, Discord, ntfy,
+    ...); needs the ``apprise`` extra."""
+
+    type: Literal["apprise"]
+    urls: tuple[SecretStr, ...] = Field(min_length=1)
+    """Apprise URLs; they carry tokens, so they are masked in logs and reprs."""
+    timeout: Duration = 30.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secrets(cls, data: Any) -> Any:
+        # ``urls_env: VAR`` / ``urls_file: PATH``: one URL per line (or space).
+        data = _resolve_secret_refs(data, ("urls",))
+        if isinstance(data, dict) and isinstance(data.get("urls"), str):
+            data = {**data, "urls": tuple(data["urls"].split())}
+        return data
+
+
 ChannelSettings = Annotated[
     ConsoleChannelSettings
     | FileChannelSettings
     | WebhookChannelSettings
-    | EmailChannelSettings,
+    | EmailChannelSettings
+    | AppriseChannelSettings,
     Field(discriminator="type"),
 ]
 
@@ -230,13 +328,19 @@ class DeliverySettings(_Section):
     backoff_base: Duration = 5.0
     backoff_max: Duration = 3600.0
     batch: int = Field(default=100, ge=1)
+    lease: Duration = Field(default=300.0, gt=0)
+    """How long a claimed delivery is reserved for its worker; a worker that dies
+    mid-send leaves it to be sent again after this (must exceed ``send_timeout``)."""
+    send_timeout: Duration = Field(default=120.0, gt=0)
+    """Longest one send may take before it counts as a retryable failure."""
 
 
 class StorySettings(_Section):
-    window: Duration = 3 * 86400.0
+    window: Duration = 5 * 86400.0
     """Reports this close in time may join one story."""
-    threshold: float = Field(default=0.5, gt=0, le=1)
-    """Similarity at which two reports are one story."""
+    threshold: float = Field(default=0.3, gt=0, le=1)
+    """Similarity at which two reports are one story (0.3: best F1 on the tuning
+    half of benchmarks/data/stories.jsonl, see docs/BENCHMARKS-stories.md)."""
 
 
 class DigestSchedule(_Section):
@@ -448,7 +552,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return ".".join(parts)
 
 
-_CHANNEL_TYPES = {"console", "file", "webhook", "email"}
+_CHANNEL_TYPES = {"console", "file", "webhook", "email", "apprise"}
 
 
 def load_settings(

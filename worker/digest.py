@@ -147,13 +147,29 @@ def digest_envelope(d: Digest) -> Envelope:
     )
 
 
+async def send_digest(
+    store: Store, channel: Channel, since: datetime, until: datetime | None = None
+) -> Digest:
+    """Send the digest of [since, until) through ``channel``, with the alerts that
+    quiet hours held on that channel, then mark those alerts delivered by it."""
+    now = utcnow()
+    held = await asyncio.to_thread(store.held_alerts, channel.name)
+    if held:
+        # Held alerts go out here even when older than the period asked for.
+        since = min(since, *(a.created_at for a in held))
+    d = await asyncio.to_thread(build_digest, store, since, until or now)
+    await channel.send(digest_envelope(d))
+    if held:
+        await asyncio.to_thread(
+            store.release_held, channel.name, [a.id for a in held], d.id, utcnow()
+        )
+    return d
+
+
 async def send_scheduled_digest(
     store: Store, channel: Channel, schedule: DigestSchedule
 ) -> Digest:
     """Build the digest for the schedule's look-back and send it through its channel."""
-    now = utcnow()
-    d = await asyncio.to_thread(
-        build_digest, store, now - timedelta(seconds=schedule.since), now
+    return await send_digest(
+        store, channel, utcnow() - timedelta(seconds=schedule.since)
     )
-    await channel.send(digest_envelope(d))
-    return d

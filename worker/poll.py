@@ -1,8 +1,8 @@
 """One poll pass: claim due feeds -> fetch -> parse -> new items -> classify -> stories
--> alerts, each feed's outcome written to the store in a single transaction.
+-> alerts, recorded in one store transaction per batch of feeds.
 
 The shell around the pure stages (reader's update pipeline): it reads what the store
-knows, calls parse/classify/stories, and records one PollIntent per feed.
+knows, calls parse/classify/stories, and schedules each feed's next check.
 """
 
 from __future__ import annotations
@@ -10,28 +10,41 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from worker import __version__
-from worker.alerts import alert_id, route
-from worker.errors import FeedError, FetchError
-from worker.fetch import Fetched, Fetcher, NotModified
-from worker.models import Alert, Decision, Feed, FeedStatus, Item, Story, utcnow
-from worker.parse import ParsedFeed, parse_feed
-from worker.store.base import AlertRecord, PollIntent, StoryLink
+from worker.alerts import alert_marks, route, story_alert, story_marks
+from worker.config import FeedSettings, Settings
+from worker.errors import FeedError, FetchError, StoreError
+from worker.fetch import Fetched, Fetcher, NotModified, freshness_lifetime
+from worker.models import Decision, Feed, FeedStatus, Item, Story, utcnow
+from worker.parse import ParsedFeed, parse_feed, parse_feed_quick
+from worker.store.base import AlertRecord, PollIntent, PollRecord, StoryLink
 from worker.stories import StoryIndex
 
 if TYPE_CHECKING:
     from worker.core import Feedwatch
 
-__all__ = ["FeedOutcome", "PollSummary", "next_check", "poll_once"]
+__all__ = [
+    "FeedOutcome",
+    "PollSummary",
+    "Schedule",
+    "error_delay",
+    "next_check",
+    "poll_interval",
+    "poll_once",
+]
 
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BACKOFF = 24 * 3600.0
-STORY_ALERT_KEY = "story"
+WEEK = 7 * 86400.0
+# Claims per pass are bounded: batch x this many feeds at most.
+MAX_CLAIMS = 1000
 
 
 @dataclass
@@ -39,10 +52,12 @@ class FeedOutcome:
     """How one feed's poll went (the per-feed summary line)."""
 
     url: str
-    status: str  # ok | not_modified | unchanged | error
+    status: str  # ok | not_modified | unchanged | error | disabled
     new_items: int = 0
     alerts: int = 0
     error: str | None = None
+    error_kind: str | None = None
+    """The FetchError stage, or ``parse``, for failed polls (metrics label)."""
 
 
 @dataclass
@@ -57,9 +72,11 @@ class PollSummary:
     alerts: int = 0
     alert_ids: list[str] = field(default_factory=list)
     outcomes: list[FeedOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+    """Wall time of the pass (claim to last record)."""
 
     def as_dict(self) -> dict[str, object]:
-        """The JSON summary (counts, then one entry per feed)."""
+        """The JSON summary (counts, then one entry per failed feed)."""
         return {
             "feeds": self.feeds,
             "polled": self.polled,
@@ -67,20 +84,122 @@ class PollSummary:
             "failed": self.failed,
             "new_items": self.new_items,
             "alerts": self.alerts,
+            "seconds": round(self.seconds, 3),
             "errors": [
                 {"url": o.url, "error": o.error}
                 for o in self.outcomes
-                if o.status == "error"
+                if o.status in ("error", "disabled")
             ],
         }
 
 
-def next_check(feed: Feed, now: datetime, *, failed: bool) -> datetime:
-    """When to poll again: the interval with ±10 % jitter, backing off on errors."""
-    base = float(feed.interval)
+# -- scheduling --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """How one feed is scheduled: a fixed interval, or adaptive between bounds."""
+
+    fixed: float | None
+    """Seconds between polls; None: adaptive (Miniflux's entry_frequency)."""
+    min_interval: float
+    max_interval: float
+    jitter: float = 0.1
+    error_backoff_max: float = MAX_ERROR_BACKOFF
+    error_base: float = 900.0
+    """First wait after an error, doubled on each further error."""
+
+    @classmethod
+    def for_feed(
+        cls, feed: Feed, settings: Settings, own: FeedSettings | None
+    ) -> Schedule:
+        """The schedule of ``feed``: its config entry's overrides, else ``poll.*``."""
+        poll = settings.poll
+        lo = own.min_interval if own and own.min_interval is not None else None
+        hi = own.max_interval if own and own.max_interval is not None else None
+        lo = poll.min_interval if lo is None else lo
+        hi = poll.max_interval if hi is None else hi
+        explicit = own is not None and own.interval is not None
+        fixed = float(feed.interval) if explicit or poll.scheduler == "fixed" else None
+        return cls(
+            fixed=fixed,
+            min_interval=min(lo, hi),
+            max_interval=max(lo, hi),
+            jitter=poll.jitter,
+            error_backoff_max=poll.error_backoff_max,
+            error_base=fixed if fixed is not None else poll.interval,
+        )
+
+
+def poll_interval(schedule: Schedule, recent: int, hint: float | None = None) -> float:
+    """Seconds until the next check of a healthy feed, before jitter.
+
+    Adaptive: a week divided by the items of the last week (none: the maximum),
+    clamped to [min, max], as Miniflux's entry_frequency scheduler does. A server
+    hint (RSS ttl, Cache-Control max-age, Expires) is a lower bound, itself capped
+    at the maximum so a feed asking for a year is still checked.
+    """
+    if schedule.fixed is not None:
+        interval = schedule.fixed
+    elif recent <= 0:
+        interval = schedule.max_interval
+    else:
+        interval = min(max(WEEK / recent, schedule.min_interval), schedule.max_interval)
+    if hint is not None and hint > interval:
+        interval = max(interval, min(hint, max(schedule.max_interval, interval)))
+    return interval
+
+
+def error_delay(
+    schedule: Schedule, error_count: int, retry_after: float | None = None
+) -> float:
+    """Seconds until a failing feed is tried again, before jitter: the base doubled
+    per consecutive error, at least Retry-After, never past the ceiling."""
+    exponent = min(max(error_count - 1, 0), 32)
+    delay = min(schedule.error_base * 2.0**exponent, schedule.error_backoff_max)
+    if retry_after:
+        delay = max(delay, min(retry_after, schedule.error_backoff_max))
+    return delay
+
+
+def _jittered(seconds: float, schedule: Schedule, cap: float | None = None) -> float:
+    j = schedule.jitter
+    out = seconds * random.uniform(1 - j, 1 + j) if j else seconds  # noqa: S311
+    return min(out, cap) if cap is not None else out
+
+
+def next_check(
+    feed: Feed,
+    now: datetime,
+    *,
+    failed: bool,
+    schedule: Schedule | None = None,
+    recent: int = 0,
+    hint: float | None = None,
+    retry_after: float | None = None,
+) -> datetime:
+    """When to poll ``feed`` again (``feed.error_count`` already counts this poll's
+    failure). Without a schedule: a fixed ``feed.interval`` with 10% jitter."""
+    schedule = schedule or Schedule(
+        fixed=float(feed.interval),
+        min_interval=float(feed.interval),
+        max_interval=float(feed.interval),
+        error_base=float(feed.interval),
+    )
     if failed:
-        base = min(base * 2 ** min(feed.error_count, 16), MAX_ERROR_BACKOFF)
-    return now + timedelta(seconds=base * random.uniform(0.9, 1.1))  # noqa: S311
+        wait = error_delay(schedule, feed.error_count, retry_after)
+        wait = _jittered(wait, schedule, cap=schedule.error_backoff_max)
+        if retry_after:
+            wait = max(wait, min(retry_after, schedule.error_backoff_max))
+    else:
+        base = poll_interval(schedule, recent, hint)
+        wait = _jittered(base, schedule)
+        if hint:
+            wait = max(wait, min(hint, base))  # a lower bound, jitter or not
+    return now + timedelta(seconds=wait)
+
+
+# -- one feed ------------------------------------------------------------------------
 
 
 @dataclass
@@ -89,6 +208,7 @@ class _Fetch:
     result: Fetched | NotModified | None = None
     parsed: ParsedFeed | None = None
     error: FeedError | None = None
+    moved_to: str | None = None
 
 
 async def _fetch_one(
@@ -106,86 +226,169 @@ async def _fetch_one(
     out.result = res
     if isinstance(res, Fetched) and res.body_hash != feed.body_hash:
         try:
-            out.parsed = await asyncio.to_thread(
-                parse_feed,
+            # The lxml fast path runs inline (well under a millisecond); documents
+            # it declines go to feedparser in a thread, off the event loop.
+            parsed = parse_feed_quick(
                 res.body,
                 res.url,
                 content_type=res.content_type,
                 source=feed.title,
                 now=now,
             )
+            if parsed is None:
+                parsed = await asyncio.to_thread(
+                    parse_feed,
+                    res.body,
+                    res.url,
+                    content_type=res.content_type,
+                    source=feed.title,
+                    now=now,
+                    fast=False,
+                )
+            out.parsed = parsed
         except FeedError as e:
             out.error = e
     return out
 
 
-def _error_intent(feed: Feed, err: FeedError, now: datetime) -> PollIntent:
-    failed = feed.model_copy(
-        update={
-            "status": FeedStatus.ERROR,
-            "last_error": str(err),
-            "error_count": feed.error_count + 1,
-            "last_checked_at": now,
-        }
-    )
-    wait = next_check(failed, now, failed=True)
-    if isinstance(err, FetchError) and err.retry_after:
-        wait = max(
-            wait, now + timedelta(seconds=min(err.retry_after, MAX_ERROR_BACKOFF))
-        )
-    return PollIntent(feed=failed.model_copy(update={"next_check_at": wait}))
-
-
-def _ok_state(feed: Feed, res: Fetched | NotModified, now: datetime) -> Feed:
-    update: dict[str, object] = {
-        "status": FeedStatus.ACTIVE,
-        "last_error": None,
-        "error_count": 0,
-        "last_checked_at": now,
-        "etag": res.etag,
-        "last_modified": res.last_modified,
-    }
-    if isinstance(res, Fetched):
-        update["body_hash"] = res.body_hash
-    ok = feed.model_copy(update=update)
-    return ok.model_copy(update={"next_check_at": next_check(ok, now, failed=False)})
+def _error_kind(err: FeedError) -> str:
+    return err.stage if isinstance(err, FetchError) else "parse"
 
 
 class _Pass:
-    """State shared by the feeds of one pass: the story index and the summary."""
+    """State shared by the feeds of one pass: settings, stories and the summary."""
 
-    def __init__(self, fw: Feedwatch, stories: StoryIndex, now: datetime) -> None:
+    def __init__(self, fw: Feedwatch, now: datetime) -> None:
         self.fw = fw
-        self.stories = stories
         self.now = now
         self.summary = PollSummary()
+        self._stories: StoryIndex | None = None
+        self._seen: dict[str, set[str]] = {}
+        self._own = {f.url: f for f in fw.settings.feeds}
 
-    def intent_for(self, f: _Fetch, known: set[str]) -> tuple[PollIntent, str]:
-        feed, now = f.feed, self.now
+    def schedule(self, feed: Feed) -> Schedule:
+        """The feed's schedule (config overrides by URL)."""
+        return Schedule.for_feed(feed, self.fw.settings, self._own.get(feed.url))
+
+    def stories(self) -> StoryIndex:
+        """The story index, loaded once per pass, only if something alerts."""
+        if self._stories is None:
+            settings = self.fw.settings
+            window = timedelta(seconds=settings.stories.window)
+            recent = self.fw.store.recent_stories(self.now - window)
+            self._stories = StoryIndex(
+                recent, window=window, threshold=settings.stories.threshold
+            )
+            raised = self.fw.store.story_alerts([s.id for s in recent])
+            self._seen = {sid: story_marks(a) for sid, a in raised.items()}
+        return self._stories
+
+    def error_intent(self, feed: Feed, err: FeedError) -> tuple[PollIntent, str]:
+        """A failed poll: backoff (Retry-After honoured), or disabled on 410 Gone."""
+        now = self.now
+        if isinstance(err, FetchError) and err.status == 410:
+            gone = feed.model_copy(
+                update={
+                    "status": FeedStatus.DISABLED,
+                    "last_error": f"{err}; disabled: the publisher removed the feed "
+                    "(410 Gone), so it is no longer polled",
+                    "error_count": feed.error_count + 1,
+                    "last_checked_at": now,
+                    "next_check_at": None,
+                }
+            )
+            return PollIntent(feed=gone), "disabled"
+        failed = feed.model_copy(
+            update={
+                "status": FeedStatus.ERROR,
+                "last_error": str(err),
+                "error_count": feed.error_count + 1,
+                "last_checked_at": now,
+            }
+        )
+        retry_after = err.retry_after if isinstance(err, FetchError) else None
+        wait = next_check(
+            failed,
+            now,
+            failed=True,
+            schedule=self.schedule(feed),
+            retry_after=retry_after,
+        )
+        return PollIntent(feed=failed.model_copy(update={"next_check_at": wait})), (
+            "error"
+        )
+
+    def ok_state(self, f: _Fetch, recent: int) -> Feed:
+        """The feed's state after a good poll, with its next check scheduled."""
+        res = f.result
+        assert res is not None
+        update: dict[str, object] = {
+            "status": FeedStatus.ACTIVE,
+            "last_error": None,
+            "error_count": 0,
+            "last_checked_at": self.now,
+            "etag": res.etag,
+            "last_modified": res.last_modified,
+        }
+        if f.moved_to is not None:
+            update["url"] = f.moved_to
+        if isinstance(res, Fetched):
+            update["body_hash"] = res.body_hash
+        if f.parsed is not None and f.feed.title is None and f.parsed.title:
+            update["title"] = f.parsed.title
+        hint: float | None = None
+        if self.fw.settings.fetch.honor_cache_headers:
+            hints = [freshness_lifetime(res.headers, now=self.now)]
+            if f.parsed is not None and f.parsed.ttl:
+                hints.append(f.parsed.ttl * 60.0)
+            known = [h for h in hints if h]
+            hint = max(known) if known else None
+        ok = f.feed.model_copy(update=update)
+        when = next_check(
+            ok,
+            self.now,
+            failed=False,
+            schedule=self.schedule(f.feed),
+            recent=recent,
+            hint=hint,
+        )
+        return ok.model_copy(update={"next_check_at": when})
+
+    def intent_for(
+        self, f: _Fetch, known: set[str], recent: int
+    ) -> tuple[PollIntent, str]:
+        """What to record for one fetched feed, and its outcome status."""
+        feed = f.feed
         if f.error is not None:
-            return _error_intent(feed, f.error, now), "error"
+            return self.error_intent(feed, f.error)
         assert f.result is not None
-        state = _ok_state(feed, f.result, now)
         if f.parsed is None:
+            state = self.ok_state(f, recent)
             status = (
                 "not_modified" if isinstance(f.result, NotModified) else "unchanged"
             )
             return PollIntent(feed=state), status
-        if state.title is None and f.parsed.title:
-            state = state.model_copy(update={"title": f.parsed.title})
         new_items = [i for i in f.parsed.items if i.id not in known]
-        decisions = [self.fw.ruleset.classify(i) for i in new_items]
+        since = self.now - timedelta(seconds=WEEK)
+        recent += sum(
+            1 for i in new_items if i.published is None or i.published >= since
+        )
+        state = self.ok_state(f, recent)
+        if not new_items:
+            return PollIntent(feed=state), "ok"
+        ruleset = self.fw.ruleset
         matched: list[Decision] = []
         links: list[StoryLink] = []
         alerts: list[AlertRecord] = []
         assert feed.id is not None
-        for item, decision in zip(new_items, decisions, strict=True):
+        for item in new_items:
+            decision = ruleset.classify(item)
             if not decision.rules:
                 continue
             matched.append(decision)
             if not decision.alert:
                 continue
-            story = self.stories.assign(item, decision, now)
+            story = self.stories().assign(item, decision, self.now)
             links.append(StoryLink(story=story, item_id=item.id, feed_id=feed.id))
             alerts.extend(self._alerts(item, decision, story))
         intent = PollIntent(
@@ -200,22 +403,151 @@ class _Pass:
     def _alerts(
         self, item: Item, decision: Decision, story: Story
     ) -> list[AlertRecord]:
-        # One alert per story, whatever rules fired: the rules are facets of one
-        # watch, and three alerts for one event is the noise feedwatch exists to
-        # remove. Later reports join the story and appear in digests.
-        alert = Alert(
-            id=alert_id(story.id, STORY_ALERT_KEY),
-            story_id=story.id,
-            rule=decision.rules[0],
-            topics=decision.topics,
-            severity=decision.severity,
-            score=decision.score,
-            created_at=self.now,
-            item=item,
-            decision=decision,
-            story=story,
-        )
+        # One alert per story, whatever rules fired, and one more per change of
+        # status (held, cancelled, postponed) that refers to the first; other
+        # reports join the story quietly and appear in digests.
+        seen = self._seen.setdefault(story.id, set())
+        alert = story_alert(item, decision, story, seen, self.now)
+        if alert is None:
+            return []
+        seen |= alert_marks(alert)
         return [AlertRecord(alert, route(alert, self.fw.settings.channels))]
+
+    def count(
+        self, feed: Feed, status: str, record: PollRecord, intent: PollIntent
+    ) -> None:
+        """Add one feed's outcome to the summary and log its line."""
+        failed = status in ("error", "disabled")
+        outcome = FeedOutcome(
+            url=feed.url,
+            status=status,
+            new_items=record.new_items,
+            alerts=record.new_alerts,
+            error=intent.feed.last_error if failed else None,
+        )
+        metrics = self.fw.metrics
+        metrics.observe_matches(r for d in intent.decisions for r in d.rules)
+        inserted = set(record.alert_ids)
+        metrics.observe_alerts(
+            r.alert.rule for r in intent.alerts if r.alert.id in inserted
+        )
+        s = self.summary
+        s.outcomes.append(outcome)
+        s.new_items += record.new_items
+        s.alerts += record.new_alerts
+        s.alert_ids.extend(record.alert_ids)
+        if failed:
+            s.failed += 1
+        else:
+            s.polled += 1
+            if status in ("not_modified", "unchanged"):
+                s.not_modified += 1
+        log.info(
+            "poll url=%s status=%s new_items=%d alerts=%d%s",
+            outcome.url,
+            status,
+            outcome.new_items,
+            outcome.alerts,
+            f" error={outcome.error}" if outcome.error else "",
+        )
+
+
+async def _claim_all(fw: Feedwatch, now: datetime, all_feeds: bool) -> list[Feed]:
+    """Lease every due feed (every feed with ``all_feeds``), a batch at a time.
+
+    Leases are held until each feed's result is recorded, so later claims skip
+    the feeds already leased; the k-th batch gets a k times longer lease, as it
+    is processed k-th.
+    """
+    settings = fw.settings
+    batch = settings.poll.batch
+    base_lease = max(settings.fetch.timeout * 4, 120.0)
+    claimed: list[Feed] = []
+    for k in range(1, MAX_CLAIMS + 1):
+        got = await asyncio.to_thread(
+            fw.store.claim_due_feeds,
+            fw.worker_id,
+            now,
+            batch,
+            base_lease * k,
+            all_feeds=all_feeds,
+        )
+        claimed.extend(got)
+        if len(got) < batch:
+            break
+    return claimed
+
+
+async def _poll_batch(
+    p: _Pass, feeds: Sequence[Feed], fetcher: Fetcher, sem: asyncio.Semaphore
+) -> None:
+    fw, now = p.fw, p.now
+    store = fw.store
+    fetched = await asyncio.gather(*(_fetch_one(fetcher, f, sem, now) for f in feeds))
+
+    for f in fetched:
+        res = f.result
+        target = res.permanent_redirect if isinstance(res, Fetched) else None
+        if target and target != f.feed.url and f.feed.id is not None and not f.error:
+            if await asyncio.to_thread(store.move_feed, f.feed.id, target):
+                log.info("feed moved permanently: %s -> %s", f.feed.url, target)
+                f.moved_to = target
+            else:
+                log.warning(
+                    "feed %s moved to %s, which is already subscribed; keeping the "
+                    "old URL",
+                    f.feed.url,
+                    target,
+                )
+
+    wanted: dict[int, list[str]] = {
+        f.feed.id: [i.id for i in f.parsed.items]
+        for f in fetched
+        if f.parsed is not None and f.feed.id is not None and f.error is None
+    }
+    known: Mapping[int, set[str]] = {}
+    if wanted:
+        known = await asyncio.to_thread(store.known_item_ids_many, wanted)
+    adaptive = [
+        f.feed.id
+        for f in fetched
+        if f.error is None
+        and f.feed.id is not None
+        and p.schedule(f.feed).fixed is None
+    ]
+    recent: Mapping[int, int] = {}
+    if adaptive:
+        recent = await asyncio.to_thread(
+            store.recent_item_counts, adaptive, now - timedelta(seconds=WEEK)
+        )
+
+    def build() -> list[tuple[PollIntent, str]]:
+        out = []
+        for f in fetched:
+            fid = f.feed.id if f.feed.id is not None else -1
+            out.append(p.intent_for(f, known.get(fid, set()), recent.get(fid, 0)))
+        return out
+
+    # Classification and story assignment are CPU work; the store read for the
+    # story index is blocking I/O: both off the event loop.
+    built = await asyncio.to_thread(build)
+    intents = [intent for intent, _ in built]
+    try:
+        records = await asyncio.to_thread(store.record_polls, intents)
+    except StoreError as e:
+        # One bad feed must not lose the batch: record them one by one.
+        log.warning("batched record failed (%s); recording feed by feed", e)
+        records = []
+        for intent in intents:
+            try:
+                records.append(await asyncio.to_thread(store.record_poll, intent))
+            except StoreError as one:
+                log.error("recording the poll of %s failed: %s", intent.feed.url, one)
+                records.append(PollRecord(new_items=0, new_alerts=0))
+    for f, (intent, status), record in zip(fetched, built, records, strict=True):
+        p.count(intent.feed, status, record, intent)
+        if f.error is not None:
+            p.summary.outcomes[-1].error_kind = _error_kind(f.error)
 
 
 async def poll_once(
@@ -225,76 +557,33 @@ async def poll_once(
     now: datetime | None = None,
     fetcher: Fetcher | None = None,
 ) -> PollSummary:
-    """Poll every due feed (every feed with ``all_feeds``) once and record the results."""
+    """Poll every due feed (every feed with ``all_feeds``) once and record the results,
+    ``poll.batch`` feeds per store transaction."""
+    started = time.perf_counter()
     now = now or utcnow()
     settings = fw.settings
-    store = fw.store
-    feeds = await asyncio.to_thread(
-        store.claim_due_feeds,
-        fw.worker_id,
-        now,
-        settings.poll.batch,
-        max(settings.fetch.timeout * 4, 120.0),
-        all_feeds=all_feeds,
-    )
+    feeds = await _claim_all(fw, now, all_feeds)
     if not feeds:
         return PollSummary()
-    fw.ruleset  # noqa: B018 - compile rules before fetching, so a bad rule fails fast
+    p = _Pass(fw, now)
+    p.summary.feeds = len(feeds)
     sem = asyncio.Semaphore(settings.poll.concurrency)
     own = fetcher is None
-    f = fetcher or Fetcher(settings.fetch, version=__version__, allow_files=True)
+    f = fetcher or Fetcher(
+        settings.fetch,
+        version=__version__,
+        allow_files=True,
+        max_connections=settings.poll.concurrency,
+    )
+    batch = settings.poll.batch
     try:
         if own:
             await f.__aenter__()
-        fetched = await asyncio.gather(
-            *(_fetch_one(f, feed, sem, now) for feed in feeds)
-        )
+        for start in range(0, len(feeds), batch):
+            await _poll_batch(p, feeds[start : start + batch], f, sem)
     finally:
         if own:
             await f.__aexit__(None, None, None)
-
-    recent = await asyncio.to_thread(
-        store.recent_stories, now - timedelta(seconds=settings.stories.window)
-    )
-    index = StoryIndex(
-        recent,
-        window=timedelta(seconds=settings.stories.window),
-        threshold=settings.stories.threshold,
-    )
-    p = _Pass(fw, index, now)
-    summary = p.summary
-    summary.feeds = len(feeds)
-    for item in fetched:
-        known: set[str] = set()
-        if item.parsed is not None and item.feed.id is not None:
-            known = await asyncio.to_thread(
-                store.known_item_ids, item.feed.id, [i.id for i in item.parsed.items]
-            )
-        intent, status = p.intent_for(item, known)
-        record = await asyncio.to_thread(store.record_poll, intent)
-        outcome = FeedOutcome(
-            url=item.feed.url,
-            status=status,
-            new_items=record.new_items,
-            alerts=record.new_alerts,
-            error=intent.feed.last_error if status == "error" else None,
-        )
-        summary.outcomes.append(outcome)
-        summary.new_items += record.new_items
-        summary.alerts += record.new_alerts
-        summary.alert_ids.extend(record.alert_ids)
-        if status == "error":
-            summary.failed += 1
-        else:
-            summary.polled += 1
-            if status in ("not_modified", "unchanged"):
-                summary.not_modified += 1
-        log.info(
-            "poll url=%s status=%s new_items=%d alerts=%d%s",
-            outcome.url,
-            status,
-            outcome.new_items,
-            outcome.alerts,
-            f" error={outcome.error}" if outcome.error else "",
-        )
-    return summary
+    p.summary.seconds = time.perf_counter() - started
+    fw.metrics.observe_poll(p.summary, p.summary.seconds)
+    return p.summary

@@ -84,6 +84,7 @@ class Daemon:
             self.fw.channels,
             self.fw.settings.delivery,
             worker_id=self.fw.worker_id,
+            metrics=self.fw.metrics,
         )
         self.drains += 1
         return result

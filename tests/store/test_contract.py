@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -16,8 +17,15 @@ from worker.errors import NotFoundError, StoreError
 from worker.models import DeliveryStatus, Event, EventStatus, Feed, FeedStatus
 from worker.store import Store
 from worker.store.base import AlertRecord, DeliveryOutcome, PollIntent, StoryLink
-from worker.store.schema import deliveries, matches, metadata, stories, story_items
-from worker.store.sql import SqlStore
+from worker.store.schema import (
+    deliveries,
+    include_name,
+    matches,
+    metadata,
+    stories,
+    story_items,
+)
+from worker.store.sql import MIGRATIONS_DIR, SqlStore
 
 from .helpers import T0, alert, at, decision, feed, item, poll, story
 
@@ -40,13 +48,16 @@ def test_migrate_is_idempotent(store: SqlStore) -> None:
     store.migrate()
     store.migrate()
     with store.engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == "0001"
+        current = MigrationContext.configure(conn).get_current_revision()
+    heads = ScriptDirectory(str(MIGRATIONS_DIR)).get_heads()
+    assert heads == [current]
     assert store.list_feeds() == []
 
 
 def test_migrated_schema_matches_metadata(store: SqlStore) -> None:
     with store.engine.connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+        context = MigrationContext.configure(conn, opts={"include_name": include_name})
+        diffs = compare_metadata(context, metadata)
     assert diffs == []
 
 
@@ -570,3 +581,97 @@ def test_feed_model_round_trips(store: SqlStore) -> None:
     )
     stored = store.add_feed(original)
     assert stored == original.model_copy(update={"id": stored.id})
+
+
+# -- batched poll writes (fetching at scale) ---------------------------------------
+
+
+def test_known_item_ids_many_answers_per_feed(store: SqlStore) -> None:
+    a = store.add_feed(feed(1))
+    b = store.add_feed(feed(2))
+    store.record_poll(PollIntent(feed=a, items=[item(1), item(2)]))
+    store.record_poll(PollIntent(feed=b, items=[item(2)]))
+    assert a.id is not None and b.id is not None
+    found = store.known_item_ids_many(
+        {a.id: ["guid:1", "guid:2", "guid:3"], b.id: ["guid:1", "guid:2"], 999: []}
+    )
+    assert found == {a.id: {"guid:1", "guid:2"}, b.id: {"guid:2"}, 999: set()}
+
+
+def test_record_polls_writes_many_feeds_in_order(store: SqlStore) -> None:
+    store.add_feed(feed(1))
+    store.add_feed(feed(2))
+    store.add_feed(feed(3, title="Kept"))
+    claimed = store.claim_due_feeds(W1, T0, 10, 600)
+    by_url = {f.url: f for f in claimed}
+    one, two, three = (by_url[feed(n).url] for n in (1, 2, 3))
+    intents = [
+        poll(one, [item(1), item(2)], st=story(), alert_id="alert-1"),
+        PollIntent(
+            feed=two.model_copy(
+                update={"etag": '"e2"', "next_check_at": at(60), "title": "Two"}
+            )
+        ),
+        PollIntent(
+            feed=three.model_copy(
+                update={
+                    "status": FeedStatus.ERROR,
+                    "last_error": "boom",
+                    "error_count": 2,
+                }
+            )
+        ),
+    ]
+    records = store.record_polls(intents)
+    assert [(r.new_items, r.new_alerts) for r in records] == [(2, 1), (0, 0), (0, 0)]
+    assert store.get_feed(two.url).etag == '"e2"'
+    assert store.get_feed(two.url).next_check_at == at(60)
+    assert store.get_feed(two.url).title == "Two"
+    kept = store.get_feed(three.url)
+    assert (kept.title, kept.status, kept.last_error, kept.error_count) == (
+        "Kept",
+        FeedStatus.ERROR,
+        "boom",
+        2,
+    )
+    # every lease is released
+    assert len(store.claim_due_feeds(W2, T0, 10, 600, all_feeds=True)) == 3
+    assert store.record_polls([]) == []
+
+
+def test_record_polls_is_all_or_nothing(store: SqlStore) -> None:
+    good = store.add_feed(feed(1))
+    bad = store.add_feed(feed(2))
+    intents = [
+        PollIntent(feed=good, items=[item(1)]),
+        PollIntent(feed=bad, items=[item(2)], decisions=[decision("guid:404")]),
+    ]
+    with pytest.raises(StoreError):
+        store.record_polls(intents)
+    assert store.count_items() == 0
+
+
+def test_move_feed(store: SqlStore) -> None:
+    a = store.add_feed(feed(1))
+    b = store.add_feed(feed(2))
+    assert a.id is not None and b.id is not None
+    assert store.move_feed(a.id, "http://127.0.0.1:8000/moved.xml") is True
+    assert store.get_feed("http://127.0.0.1:8000/moved.xml").id == a.id
+    with pytest.raises(NotFoundError):
+        store.get_feed(a.url)
+    assert store.move_feed(a.id, b.url) is False  # taken: nothing changes
+    assert store.get_feed("http://127.0.0.1:8000/moved.xml").id == a.id
+    with pytest.raises(NotFoundError):
+        store.move_feed(12345, "http://127.0.0.1:8000/x.xml")
+
+
+def test_recent_item_counts(store: SqlStore) -> None:
+    a = store.add_feed(feed(1))
+    b = store.add_feed(feed(2))
+    assert a.id is not None and b.id is not None
+    old = [item(n, published=at(-30 * 86400)) for n in range(3)]
+    new = [item(10 + n, published=at(-3600)) for n in range(4)]
+    undated = [item(20, published=None)]  # first seen now, so recent
+    store.record_poll(PollIntent(feed=a, items=[*old, *new, *undated]))
+    counts = store.recent_item_counts([a.id, b.id], at(-7 * 86400))
+    assert counts == {a.id: 5, b.id: 0}

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -827,7 +828,17 @@ class SqlStore:
             "lease_owner": None,
             "lease_expires_at": None,
         }
-        if outcome.ok:
+        if outcome.held or outcome.defer_until is not None:
+            # Not an attempt: quiet hours or a rate limit put the send off.
+            values.pop("attempts")
+            if outcome.held:
+                values.update(status=DeliveryStatus.HELD.value, next_attempt_at=None)
+            else:
+                values.update(
+                    status=DeliveryStatus.PENDING.value,
+                    next_attempt_at=outcome.defer_until,
+                )
+        elif outcome.ok:
             values.update(
                 status=DeliveryStatus.DELIVERED.value,
                 delivered_at=outcome.attempted_at,
@@ -873,6 +884,7 @@ class SqlStore:
                     next_attempt_at=now,
                     last_error=None,
                     delivered_at=None,
+                    digest_id=None,
                     lease_owner=None,
                     lease_expires_at=None,
                 )
@@ -880,6 +892,87 @@ class SqlStore:
             return int(result.rowcount)
 
         return self._run("redeliver", work)
+
+    def delivered_times(self, channel: str, since: datetime) -> list[datetime]:
+        """When the channel's deliveries since ``since`` were made, oldest first
+        (digest releases of held alerts do not count)."""
+
+        def work(conn: Connection) -> list[datetime]:
+            c = deliveries.c
+            return list(
+                conn.scalars(
+                    select(c.delivered_at)
+                    .where(
+                        c.channel == channel,
+                        c.status == DeliveryStatus.DELIVERED.value,
+                        c.delivered_at >= since,
+                        c.digest_id.is_(None),
+                    )
+                    .order_by(c.delivered_at)
+                )
+            )
+
+        return self._run("delivered_times", work, write=False)
+
+    def held_alerts(self, channel: str) -> list[Alert]:
+        """Alerts held on ``channel`` in quiet hours, oldest first."""
+
+        def work(conn: Connection) -> list[Alert]:
+            c = deliveries.c
+            rows = conn.execute(
+                select(alerts.c.payload)
+                .join(deliveries, c.alert_id == alerts.c.id)
+                .where(c.channel == channel, c.status == DeliveryStatus.HELD.value)
+                .order_by(alerts.c.created_at, alerts.c.id)
+            )
+            return [_alert_from_payload(row.payload) for row in rows]
+
+        return self._run("held_alerts", work, write=False)
+
+    def release_held(
+        self, channel: str, alert_ids: Sequence[str], digest_id: str, now: datetime
+    ) -> int:
+        """Mark these held deliveries delivered by digest ``digest_id``."""
+
+        def work(conn: Connection) -> int:
+            c = deliveries.c
+            total = 0
+            for chunk in _chunks(list(dict.fromkeys(alert_ids))):
+                result = conn.execute(
+                    update(deliveries)
+                    .where(
+                        c.channel == channel,
+                        c.status == DeliveryStatus.HELD.value,
+                        c.alert_id.in_(chunk),
+                    )
+                    .values(
+                        status=DeliveryStatus.DELIVERED.value,
+                        delivered_at=now,
+                        digest_id=digest_id,
+                        next_attempt_at=None,
+                    )
+                )
+                total += int(result.rowcount)
+            return total
+
+        return self._run("release_held", work)
+
+    def story_alerts(self, story_ids: Sequence[str]) -> dict[str, list[Alert]]:
+        """The alerts each story has raised, oldest first."""
+
+        def work(conn: Connection) -> dict[str, list[Alert]]:
+            found: dict[str, list[Alert]] = defaultdict(list)
+            for chunk in _chunks(list(dict.fromkeys(story_ids))):
+                rows = conn.execute(
+                    select(alerts.c.story_id, alerts.c.payload)
+                    .where(alerts.c.story_id.in_(chunk))
+                    .order_by(alerts.c.created_at, alerts.c.id)
+                )
+                for row in rows:
+                    found[row.story_id].append(_alert_from_payload(row.payload))
+            return dict(found)
+
+        return self._run("story_alerts", work, write=False)
 
     # -- queries --------------------------------------------------------------------
 
@@ -1088,6 +1181,118 @@ class SqlStore:
             return [_item_from_row(row) for row in rows]
 
         return self._run("search_items", work, write=False)
+
+    # -- batched poll writes (fetching at scale, issue #5) ------------------------
+
+    def known_item_ids_many(
+        self, ids_by_feed: Mapping[int, Sequence[str]]
+    ) -> dict[int, set[str]]:
+        """For each feed, which of its ``item_ids`` it already has (one transaction)."""
+
+        def work(conn: Connection) -> dict[int, set[str]]:
+            found: dict[int, set[str]] = {fid: set() for fid in ids_by_feed}
+            for fid, ids in ids_by_feed.items():
+                for chunk in _chunks(list(dict.fromkeys(ids))):
+                    found[fid].update(
+                        conn.scalars(
+                            select(items.c.item_id).where(
+                                items.c.feed_id == fid, items.c.item_id.in_(chunk)
+                            )
+                        )
+                    )
+            return found
+
+        return self._run("known_item_ids_many", work, write=False)
+
+    def record_polls(self, intents: Sequence[PollIntent]) -> list[PollRecord]:
+        """``record_poll`` for many feeds in one transaction, records in order.
+
+        Feeds whose poll changed nothing but their state are written with one
+        executemany UPDATE.
+        """
+        if not intents:
+            return []
+
+        def work(conn: Connection) -> list[PollRecord]:
+            records: list[PollRecord | None] = []
+            state_only: list[dict[str, Any]] = []
+            for intent in intents:
+                if (
+                    intent.items
+                    or intent.decisions
+                    or intent.story_links
+                    or intent.alerts
+                    or intent.feed.id is None
+                ):
+                    records.append(self._record_poll(conn, intent))
+                else:
+                    values = _feed_state(intent.feed)
+                    values["title"] = intent.feed.title
+                    values["_id"] = intent.feed.id
+                    state_only.append(values)
+                    records.append(None)
+            if state_only:
+                cols = [k for k in state_only[0] if k not in ("_id", "title")]
+                stmt = (
+                    update(feeds)
+                    .where(feeds.c.id == bindparam("_id"))
+                    .values(
+                        {c: bindparam(c, type_=feeds.c[c].type) for c in cols}
+                        | {
+                            "title": func.coalesce(
+                                bindparam("title", type_=feeds.c.title.type),
+                                feeds.c.title,
+                            )
+                        }
+                    )
+                )
+                result = conn.execute(stmt, state_only)
+                if result.rowcount != len(state_only):
+                    raise NotFoundError("feed", "one of the polled feeds")
+            empty = PollRecord(new_items=0, new_alerts=0)
+            return [r if r is not None else empty for r in records]
+
+        return self._run("record_polls", work)
+
+    def move_feed(self, feed_id: int, url: str) -> bool:
+        """Change a feed's URL (a permanent redirect); False, changing nothing, if
+        another feed already has ``url``. NotFoundError if the feed is unknown."""
+
+        def work(conn: Connection) -> bool:
+            taken = conn.scalar(
+                select(feeds.c.id).where(feeds.c.url == url, feeds.c.id != feed_id)
+            )
+            if taken is not None:
+                return False
+            result = conn.execute(
+                update(feeds).where(feeds.c.id == feed_id).values(url=url)
+            )
+            if result.rowcount == 0:
+                raise NotFoundError("feed", feed_id)
+            return True
+
+        return self._run("move_feed", work)
+
+    def recent_item_counts(
+        self, feed_ids: Sequence[int], since: datetime
+    ) -> dict[int, int]:
+        """Items per feed published (or, undated, first seen) since ``since``: the
+        update frequency that adaptive scheduling reads. Feeds with none count 0."""
+
+        def work(conn: Connection) -> dict[int, int]:
+            counts = dict.fromkeys(feed_ids, 0)
+            when = func.coalesce(items.c.published, items.c.first_seen)
+            for chunk in _chunks(list(dict.fromkeys(feed_ids))):
+                rows = conn.execute(
+                    select(items.c.feed_id, func.count())
+                    .where(items.c.feed_id.in_(chunk), when >= since)
+                    .group_by(items.c.feed_id)
+                )
+                for fid, n in rows:
+                    counts[fid] = int(n)
+            return counts
+
+        return self._run("recent_item_counts", work, write=False)
 
 
 def _item_from_row(row: RowMapping) -> Item:
