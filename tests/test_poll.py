@@ -401,7 +401,9 @@ def test_poll_interval_is_miniflux_entry_frequency() -> None:
     assert poll_interval(s, 7 * 24, hint=10**7) == 86400
 
 
-async def test_a_poll_pass_feeds_the_metrics(feed_server: FeedServer, fw_factory) -> None:
+async def test_a_poll_pass_feeds_the_metrics(
+    feed_server: FeedServer, fw_factory
+) -> None:
     feed_server.set("/a.xml", rss(("s1", *SUMMIT), ("w1", *WEATHER)))
     feed_server.set("/bad.xml", b"", "application/rss+xml")
     feed_server.fail("/bad.xml", 500, times=None)
