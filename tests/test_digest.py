@@ -57,6 +57,16 @@ async def test_digest_groups_by_story_in_every_format(
     finally:
         await fw.aclose()
     assert len(d.stories) == 2
+    with make_feedwatch(_settings(tmp_path, feed_server.url("/f.xml"))) as fw2:
+        since = utcnow() - timedelta(hours=1)
+        rule = d.stories[0].rules[0]
+        by_rule = build_digest(fw2.store, since, rules=(rule,))
+        assert 1 <= len(by_rule.stories) <= 2
+        assert all(rule in r.rules for r in by_rule.stories)
+        assert build_digest(fw2.store, since, rules=("no-such-rule",)).stories == ()
+        visits = build_digest(fw2.store, since, topics=("visit",))
+        assert all("visit" in r.topics for r in visits.stories)
+        assert len(visits.stories) == sum("visit" in r.topics for r in d.stories)
     data = json.loads(render_digest(d, "json"))
     titles = [s["title"] for s in data["stories"]]
     assert any("trilateral summit" in t for t in titles)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -52,16 +53,23 @@ class Digest:
 
 
 def build_digest(
-    store: Store, since: datetime, until: datetime | None = None
+    store: Store,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    rules: Sequence[str] = (),
+    topics: Sequence[str] = (),
 ) -> Digest:
-    """Read the stories of the period from the store."""
+    """Read the stories of the period from the store; ``rules``/``topics`` keep the
+    stories where any of them matched (empty: all)."""
     end = until or utcnow()
-    return Digest(
-        since=since,
-        until=end,
-        generated_at=utcnow(),
-        stories=tuple(store.stories(since, end)),
-    )
+    rows = [
+        r
+        for r in store.stories(since, end)
+        if (not rules or set(r.rules) & set(rules))
+        and (not topics or set(r.topics) & set(topics))
+    ]
+    return Digest(since=since, until=end, generated_at=utcnow(), stories=tuple(rows))
 
 
 def _fmt(dt: datetime | None) -> str:

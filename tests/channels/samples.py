@@ -32,8 +32,8 @@ def sample_alert(**changes: Any) -> Alert:
         id="guid:voa-xi-lee",
         title="China's Xi to Host South Korea's Lee Amid Regional Tensions",
         summary=(
-            "Chinese President Xi Jinping will host South Korean President Lee Jae "
-            "Myung on a state visit beginning Sunday."
+            "South Korea's president Lee Jae Myung heads to Beijing on Sunday for a "
+            "state visit hosted by Xi Jinping."
         ),
         url="https://news.example/xi-lee",
         published=T0,
@@ -84,8 +84,8 @@ def sample_alert(**changes: Any) -> Alert:
             Evidence(
                 rule="leader-visit",
                 field="summary",
-                start=17,
-                end=27,
+                start=93,
+                end=103,
                 text="Xi Jinping",
                 kind="actor",
                 actor="Xi Jinping",
