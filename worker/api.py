@@ -27,7 +27,7 @@ from starlette.responses import (
     PlainTextResponse,
     Response,
 )
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from worker import __version__
@@ -37,6 +37,7 @@ from worker.errors import ConfigError, FeedwatchError, NotFoundError, StoreError
 from worker.metrics import CONTENT_TYPE, Metrics
 from worker.models import Item, utcnow
 from worker.store.base import AlertRow, StoryRow
+from worker.websub import WebSubCallback
 
 if TYPE_CHECKING:
     from worker.core import Feedwatch
@@ -486,7 +487,7 @@ def create_app(
         metrics = found if isinstance(found, Metrics) else Metrics()
     metrics.track_outbox(store.count_pending_deliveries)
     ep = _Endpoints(fw, store, daemon, metrics)
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/healthz", ep.healthz),
         Route("/readyz", ep.readyz),
         Route("/metrics", ep.metrics_text),
@@ -499,6 +500,10 @@ def create_app(
         Route("/api/digest", ep.digest),
         Route("/digest", ep.digest_page),
     ]
+    websub = WebSubCallback(fw) if fw.settings.api.websub else None
+    if websub is not None:
+        # Hubs call these (no token): the callback of worker.websub, not client API.
+        routes.append(Mount("/websub", routes=websub.routes()))
     secret = fw.settings.api.token
     token = secret.get_secret_value() if secret is not None else ""
     middleware = [Middleware(BearerAuth, token=token)] if token else []
@@ -515,6 +520,7 @@ def create_app(
     )
     app.state.metrics = metrics
     app.state.open_access = not token
+    app.state.websub = websub
     return app
 
 

@@ -376,11 +376,27 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
     token: SecretStr | None = None
     """Bearer token for everything but health checks."""
+    public_url: str | None = None
+    """The API's base URL as WebSub hubs reach it (``https://feeds.example.org``);
+    callbacks are ``<public_url>/websub/<feed id>``. WebSub is off while unset."""
+    websub: bool = True
+    """Subscribe to the hubs feeds advertise (needs ``public_url``)."""
 
     @model_validator(mode="before")
     @classmethod
     def _secrets(cls, data: Any) -> Any:
         return _resolve_secret_refs(data, ("token",))
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not re.match(r"^https?://[^/?#\s]+", v) or re.search(r"[?#\s]", v):
+            raise ValueError(
+                f"expected an http:// or https:// base URL without query, got {v!r}"
+            )
+        return v.rstrip("/")
 
 
 def _default_channels() -> tuple[ChannelSettings, ...]:

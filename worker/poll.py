@@ -8,23 +8,26 @@ knows, calls parse/classify/stories, and schedules each feed's next check.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from worker import __version__
 from worker.alerts import alert_marks, route, story_alert, story_marks
 from worker.config import FeedSettings, Settings
-from worker.errors import FeedError, FetchError, StoreError
+from worker.errors import FeedError, FetchError, NotFoundError, StoreError
 from worker.fetch import Fetched, Fetcher, NotModified, freshness_lifetime
 from worker.models import Decision, Feed, FeedStatus, Item, Story, utcnow
 from worker.parse import ParsedFeed, parse_feed, parse_feed_quick
 from worker.store.base import AlertRecord, PollIntent, PollRecord, StoryLink
 from worker.stories import StoryIndex
+from worker.websub import Discovery, discover, note_hubs, push_fed
 
 if TYPE_CHECKING:
     from worker.core import Feedwatch
@@ -34,6 +37,7 @@ __all__ = [
     "PollSummary",
     "Schedule",
     "error_delay",
+    "ingest_push",
     "next_check",
     "poll_interval",
     "poll_once",
@@ -209,10 +213,17 @@ class _Fetch:
     parsed: ParsedFeed | None = None
     error: FeedError | None = None
     moved_to: str | None = None
+    hub: Discovery | None = None
+    """The WebSub hub the fetched feed names (looked for only when asked)."""
 
 
 async def _fetch_one(
-    fetcher: Fetcher, feed: Feed, sem: asyncio.Semaphore, now: datetime
+    fetcher: Fetcher,
+    feed: Feed,
+    sem: asyncio.Semaphore,
+    now: datetime,
+    *,
+    hubs: bool = False,
 ) -> _Fetch:
     out = _Fetch(feed)
     async with sem:
@@ -224,31 +235,41 @@ async def _fetch_one(
             out.error = e
             return out
     out.result = res
-    if isinstance(res, Fetched) and res.body_hash != feed.body_hash:
-        try:
-            # The lxml fast path runs inline (well under a millisecond); documents
-            # it declines go to feedparser in a thread, off the event loop.
-            parsed = parse_feed_quick(
-                res.body,
-                res.url,
-                content_type=res.content_type,
-                source=feed.title,
-                now=now,
-            )
-            if parsed is None:
-                parsed = await asyncio.to_thread(
-                    parse_feed,
-                    res.body,
-                    res.url,
-                    content_type=res.content_type,
-                    source=feed.title,
-                    now=now,
-                    fast=False,
-                )
-            out.parsed = parsed
-        except FeedError as e:
-            out.error = e
+    if isinstance(res, Fetched):
+        if res.body_hash != feed.body_hash:
+            try:
+                out.parsed = await _parse_fetched(res, feed, now)
+            except FeedError as e:
+                out.error = e
+            if hubs and out.parsed is not None:
+                out.hub = discover(res.headers, res.body, res.url, res.content_type)
+        # Nothing reads the body after this: a batch need not hold every one.
+        out.result = replace(res, body=b"")
     return out
+
+
+async def _parse_fetched(res: Fetched, feed: Feed, now: datetime) -> ParsedFeed:
+    """A fetched (or pushed) body's items; raises FeedError."""
+    # The lxml fast path runs inline (well under a millisecond); documents
+    # it declines go to feedparser in a thread, off the event loop.
+    parsed = parse_feed_quick(
+        res.body,
+        res.url,
+        content_type=res.content_type,
+        source=feed.title,
+        now=now,
+    )
+    if parsed is None:
+        parsed = await asyncio.to_thread(
+            parse_feed,
+            res.body,
+            res.url,
+            content_type=res.content_type,
+            source=feed.title,
+            now=now,
+            fast=False,
+        )
+    return parsed
 
 
 def _error_kind(err: FeedError) -> str:
@@ -265,10 +286,17 @@ class _Pass:
         self._stories: StoryIndex | None = None
         self._seen: dict[str, set[str]] = {}
         self._own = {f.url: f for f in fw.settings.feeds}
+        self.pushed: frozenset[int] = frozenset()
+        """Feeds a live WebSub hub pushes (``websub.push_fed``)."""
 
     def schedule(self, feed: Feed) -> Schedule:
         """The feed's schedule (config overrides by URL)."""
-        return Schedule.for_feed(feed, self.fw.settings, self._own.get(feed.url))
+        schedule = Schedule.for_feed(feed, self.fw.settings, self._own.get(feed.url))
+        if feed.id in self.pushed:
+            # The hub brings new items; polling stays on as the safety net.
+            longest = max(schedule.fixed or 0.0, schedule.max_interval)
+            schedule = replace(schedule, fixed=longest)
+        return schedule
 
     def stories(self) -> StoryIndex:
         """The story index, loaded once per pass, only if something alerts."""
@@ -481,9 +509,19 @@ async def _claim_all(fw: Feedwatch, now: datetime, all_feeds: bool) -> list[Feed
 async def _poll_batch(
     p: _Pass, feeds: Sequence[Feed], fetcher: Fetcher, sem: asyncio.Semaphore
 ) -> None:
+    hubs = p.fw.settings.api.websub
+    fetched = await asyncio.gather(
+        *(_fetch_one(fetcher, f, sem, p.now, hubs=hubs) for f in feeds)
+    )
+    await _record_batch(p, fetched)
+    found = {f.feed.id: f.hub for f in fetched if f.hub and f.feed.id is not None}
+    await note_hubs(p.fw, found, p.now)
+
+
+async def _record_batch(p: _Pass, fetched: Sequence[_Fetch]) -> None:
+    """Everything after the fetch: moves, known ids, classify, record, count."""
     fw, now = p.fw, p.now
     store = fw.store
-    fetched = await asyncio.gather(*(_fetch_one(fetcher, f, sem, now) for f in feeds))
 
     for f in fetched:
         res = f.result
@@ -567,6 +605,7 @@ async def poll_once(
         return PollSummary()
     p = _Pass(fw, now)
     p.summary.feeds = len(feeds)
+    p.pushed = await push_fed(fw, now)
     sem = asyncio.Semaphore(settings.poll.concurrency)
     own = fetcher is None
     f = fetcher or Fetcher(
@@ -586,4 +625,84 @@ async def poll_once(
             await f.__aexit__(None, None, None)
     p.summary.seconds = time.perf_counter() - started
     fw.metrics.observe_poll(p.summary, p.summary.seconds)
+    return p.summary
+
+
+PUSH_LEASE = 120.0
+"""Seconds a feed is leased while a pushed body is ingested."""
+PUSH_CLAIM_WAIT = 60.0
+"""Seconds a push waits for a poll holding the feed's lease to finish."""
+
+
+async def ingest_push(
+    fw: Feedwatch,
+    feed: Feed,
+    body: bytes,
+    content_type: str | None,
+    *,
+    now: datetime | None = None,
+) -> PollSummary:
+    """A body a WebSub hub pushed for ``feed``, taken through the path of a fetched
+    200 (parse -> new items -> classify -> stories -> alerts, one transaction)
+    under the feed's lease, so a poll and a push never record it at once.
+
+    The last fetch's validators are kept (the next poll is still conditional); a
+    body that does not parse is logged and leaves the feed's state alone.
+    """
+    started = time.perf_counter()
+    now = now or utcnow()
+    if feed.id is None:
+        raise NotFoundError("feed", feed.url)
+    p = _Pass(fw, now)
+    p.summary.feeds = 1
+    store = fw.store
+    claimed: Feed | None = None
+    deadline = time.monotonic() + PUSH_CLAIM_WAIT
+    delay = 0.05
+    while True:
+        claimed = await asyncio.to_thread(
+            store.claim_feed, feed.id, fw.worker_id, now, PUSH_LEASE
+        )
+        if claimed is not None or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(delay)  # a poll holds the lease: wait for it
+        delay = min(delay * 2, 2.0)
+    if claimed is None:
+        log.warning(
+            "push url=%s dropped: a poll held the feed for %ss",
+            feed.url,
+            PUSH_CLAIM_WAIT,
+        )
+        p.summary.failed = 1
+        return p.summary
+    if claimed.status == FeedStatus.DISABLED:
+        await asyncio.to_thread(store.update_feed_state, claimed)  # frees the lease
+        return p.summary
+    res = Fetched(
+        url=claimed.url,
+        status=200,
+        body=body,
+        etag=claimed.etag,
+        last_modified=claimed.last_modified,
+        content_type=content_type,
+        body_hash=hashlib.sha256(body).hexdigest(),
+        permanent_redirect=None,
+        headers=MappingProxyType({}),
+    )
+    try:
+        parsed = await _parse_fetched(res, claimed, now)
+    except FeedError as e:
+        # The hub sent something unreadable: the feed itself is not failing.
+        await asyncio.to_thread(store.update_feed_state, claimed)
+        log.warning("push url=%s status=error error=%s", claimed.url, e)
+        p.summary.failed = 1
+        p.summary.outcomes.append(
+            FeedOutcome(
+                url=claimed.url, status="error", error=str(e), error_kind="parse"
+            )
+        )
+        return p.summary
+    p.pushed = await push_fed(fw, now)
+    await _record_batch(p, [_Fetch(claimed, result=res, parsed=parsed)])
+    p.summary.seconds = time.perf_counter() - started
     return p.summary

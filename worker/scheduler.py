@@ -22,6 +22,7 @@ from worker.digest import send_scheduled_digest
 from worker.errors import DeliveryError, StoreError
 from worker.models import utcnow
 from worker.poll import PollSummary, poll_once
+from worker.websub import callback_base, sync_subscriptions
 
 if TYPE_CHECKING:
     from worker.config import DigestSchedule
@@ -32,6 +33,7 @@ __all__ = ["Daemon"]
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 60.0
+WEBSUB_SYNC_SECONDS = 300
 
 
 class Daemon:
@@ -139,6 +141,26 @@ class Daemon:
             next_run_time=start + timedelta(seconds=settings.delivery.interval),
             id="drain",
         )
+        websub_base = callback_base(settings)
+        if websub_base is not None:
+            if not settings.api.enabled:
+                log.warning(
+                    "api.public_url is set but the API is off here: WebSub callbacks "
+                    "reach this worker only if `feedwatch serve` runs beside it"
+                )
+
+            async def websub_sync() -> None:
+                await sync_subscriptions(
+                    self.fw, callback_base=websub_base, now=utcnow()
+                )
+
+            scheduler.add_job(
+                self._track("websub", websub_sync),
+                "interval",
+                seconds=WEBSUB_SYNC_SECONDS,
+                next_run_time=start + timedelta(seconds=30),
+                id="websub",
+            )
         for sched in settings.digests:
             scheduler.add_job(
                 self._track(f"digest {sched.name}", _bind(self.digest, sched)),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -23,6 +24,8 @@ __all__ = [
     "Store",
     "StoryLink",
     "StoryRow",
+    "Subscription",
+    "SubscriptionState",
 ]
 
 
@@ -112,6 +115,43 @@ class StoryRow:
     alerts: tuple[Alert, ...] = ()
     topics: tuple[str, ...] = ()
     rules: tuple[str, ...] = ()
+
+
+class SubscriptionState(StrEnum):
+    """Where a feed's WebSub subscription stands (see ``worker.websub``)."""
+
+    DISCOVERED = "discovered"
+    """The feed names a hub; no subscribe request sent yet."""
+    PENDING = "pending"
+    """Asked; the hub has not verified the request yet."""
+    VERIFIED = "verified"
+    """The hub verified it; pushes are accepted until ``lease_expires_at``."""
+    DENIED = "denied"
+    """The hub refused it."""
+    EXPIRED = "expired"
+    """The lease ran out before a renewal was verified."""
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """One feed's WebSub subscription: its hub, topic and secret, and its lease."""
+
+    feed_id: int
+    hub: str
+    topic: str
+    secret: str | None
+    """HMAC key of pushed content; None until the first subscribe request."""
+    state: SubscriptionState
+    lease_seconds: int | None
+    """What the hub granted at its last verification."""
+    lease_expires_at: datetime | None
+    requested_at: datetime | None
+    """When the subscribe request awaiting verification was sent; None if none is."""
+    verified_at: datetime | None
+    last_push_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
 
 
 @runtime_checkable
@@ -321,4 +361,63 @@ class Store(Protocol):
     def delete_items_before(self, cutoff: datetime) -> int:
         """Retention: delete items first seen before ``cutoff``, except those of
         stories that raised an alert; returns how many."""
+        ...
+
+    # WebSub (worker.websub): one subscription row per feed
+    def claim_feed(
+        self, feed_id: int, worker_id: str, now: datetime, lease_seconds: float
+    ) -> Feed | None:
+        """Lease one feed (a push to ingest) like ``claim_due_feeds``, whatever its
+        schedule; None while another lease is live. NotFoundError if unknown."""
+        ...
+
+    def record_hubs(self, found: Mapping[int, tuple[str, str]], now: datetime) -> int:
+        """Note each feed's discovered (hub, topic); a new or changed pair starts
+        over as ``discovered`` (no secret, no lease). Returns how many changed."""
+        ...
+
+    def list_subscriptions(self) -> list[Subscription]:
+        """Every subscription row, by feed id."""
+        ...
+
+    def get_subscription(self, feed_id: int) -> Subscription:
+        """The feed's subscription. NotFoundError if it has none."""
+        ...
+
+    def subscription_requested(
+        self, feed_id: int, secret: str, now: datetime
+    ) -> Subscription:
+        """A subscribe request is about to be sent with ``secret``: set
+        ``requested_at``; the state becomes ``pending`` unless ``verified``
+        (a renewal). NotFoundError if the feed has no subscription."""
+        ...
+
+    def subscription_failed(self, feed_id: int, error: str, now: datetime) -> None:
+        """The hub refused or could not take the request: keep ``error``."""
+        ...
+
+    def verify_subscription(
+        self, feed_id: int, topic: str, lease_seconds: int, now: datetime
+    ) -> bool:
+        """The hub verifies intent: True, and verified until ``now +
+        lease_seconds``, only if a request awaits and ``topic`` is the row's."""
+        ...
+
+    def deny_subscription(
+        self, feed_id: int, topic: str, reason: str | None, now: datetime
+    ) -> bool:
+        """The hub denies the subscription of ``topic``: True if the row had it."""
+        ...
+
+    def expire_subscriptions(self, now: datetime) -> int:
+        """Verified subscriptions whose lease ended by ``now`` become expired."""
+        ...
+
+    def record_push(self, feed_id: int, now: datetime) -> None:
+        """A correctly signed push arrived now (the hub is not silent)."""
+        ...
+
+    def push_fed_feeds(self, now: datetime, silent_since: datetime) -> set[int]:
+        """Feeds with a verified, unexpired subscription whose last push (or, with
+        none yet, verification) is at or after ``silent_since``."""
         ...

@@ -43,6 +43,7 @@ __all__ = [
     "metadata",
     "stories",
     "story_items",
+    "subscriptions",
 ]
 
 NAMING_CONVENTION: dict[str, str] = {
@@ -221,6 +222,31 @@ deliveries = Table(
     Index(None, "channel", "delivered_at"),
 )
 
+# Migration 0004: one WebSub subscription per feed, from hub discovery to lease end.
+# ``requested_at`` is set while a subscribe request awaits the hub's verification.
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column(
+        "feed_id",
+        Integer,
+        ForeignKey("feeds.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("hub", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("secret", Text),
+    Column("state", String(16), nullable=False),
+    Column("lease_seconds", Integer),
+    Column("lease_expires_at", UTCDateTime),
+    Column("requested_at", UTCDateTime),
+    Column("verified_at", UTCDateTime),
+    Column("last_push_at", UTCDateTime),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
 
 # -- full-text search (migration 0002) ------------------------------------------------
 # The search index lives outside ``metadata``: SQLite keeps it in an FTS5 table that

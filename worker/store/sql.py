@@ -17,11 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
-from alembic import command
-from alembic.config import Config
-from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from sqlalchemy import (
     ColumnElement,
@@ -35,12 +32,11 @@ from sqlalchemy import (
     delete,
     exists,
     func,
+    inspect,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects.postgresql import Insert as PgInsert
-from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
@@ -66,6 +62,8 @@ from worker.store.base import (
     PollRecord,
     StoryLink,
     StoryRow,
+    Subscription,
+    SubscriptionState,
 )
 from worker.store.schema import (
     alerts,
@@ -75,7 +73,13 @@ from worker.store.schema import (
     matches,
     stories,
     story_items,
+    subscriptions,
 )
+
+if TYPE_CHECKING:
+    # Annotations only: the PostgreSQL dialect is imported by PostgresStore.
+    from sqlalchemy.dialects.postgresql import Insert as PgInsert
+    from sqlalchemy.dialects.sqlite import Insert as SqliteInsert
 
 __all__ = ["MIGRATIONS_DIR", "SearchQuery", "SqlStore", "parse_search"]
 
@@ -87,6 +91,37 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 T = TypeVar("T")
+
+_REVISION = re.compile(
+    r"^(down_revision|revision)\s*(?::[^=\n]*)?=\s*(None|[\"']([^\"']+)[\"'])\s*$",
+    re.MULTILINE,
+)
+_HEADS: frozenset[str] | None = None
+
+
+def _migration_heads() -> frozenset[str] | None:
+    """The newest revision(s) of migrations/versions, read from the files' text;
+    None if a file does not say its revisions plainly (then Alembic decides)."""
+    global _HEADS
+    if _HEADS is None:
+        revisions: set[str] = set()
+        parents: set[str] = set()
+        for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+            found = {
+                m.group(1): m.group(3)
+                for m in _REVISION.finditer(path.read_text(encoding="utf-8"))
+            }
+            if not found.get("revision") or "down_revision" not in found:
+                return None
+            revisions.add(found["revision"])
+            parent = found["down_revision"]
+            if parent:
+                parents.add(parent)
+        if not revisions:
+            return None
+        _HEADS = frozenset(revisions - parents)
+    return _HEADS
+
 
 # Bound IN (...) lists well below every driver's parameter limit (psycopg: 65535).
 _CHUNK = 1000
@@ -339,8 +374,29 @@ class SqlStore:
 
     # -- lifecycle ------------------------------------------------------------------
 
+    def schema_is_current(self) -> bool:
+        """True if the database is at the newest migration (two cheap queries; the
+        Alembic import and upgrade are skipped by ``migrate`` when it is)."""
+        heads = _migration_heads()
+        if heads is None:
+            return False
+
+        def work(conn: Connection) -> bool:
+            if not inspect(conn).has_table("alembic_version"):
+                return False
+            rows = conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+            return {str(r[0]) for r in rows} == heads
+
+        return self._run("schema_is_current", work, write=False)
+
     def migrate(self) -> None:
         """Create or upgrade the schema to the newest revision (idempotent)."""
+        if self.schema_is_current():
+            return
+        # Alembic costs ~0.15 s to import: only when the schema is behind.
+        from alembic import command
+        from alembic.config import Config
+        from alembic.util.exc import CommandError
 
         def work(conn: Connection) -> None:
             self._before_migrate(conn)
@@ -1293,6 +1349,265 @@ class SqlStore:
             return counts
 
         return self._run("recent_item_counts", work, write=False)
+
+    # -- WebSub subscriptions (worker.websub, issue #5) -------------------------
+
+    def claim_feed(
+        self, feed_id: int, worker_id: str, now: datetime, lease_seconds: float
+    ) -> Feed | None:
+        """Lease one feed whatever its schedule; None while another lease is live."""
+
+        def work(conn: Connection) -> Feed | None:
+            c = feeds.c
+            result = conn.execute(
+                update(feeds)
+                .where(
+                    c.id == feed_id, _lease_free(c.lease_owner, c.lease_expires_at, now)
+                )
+                .values(
+                    lease_owner=worker_id,
+                    lease_expires_at=now + timedelta(seconds=lease_seconds),
+                )
+            )
+            if result.rowcount == 0:
+                if conn.scalar(select(c.id).where(c.id == feed_id)) is None:
+                    raise NotFoundError("feed", feed_id)
+                return None
+            return self._one_feed(conn, c.id == feed_id, feed_id)
+
+        return self._run("claim_feed", work)
+
+    def record_hubs(self, found: Mapping[int, tuple[str, str]], now: datetime) -> int:
+        """Note each feed's (hub, topic); a new or changed pair starts over."""
+        if not found:
+            return 0
+
+        def work(conn: Connection) -> int:
+            s = subscriptions.c
+            ins = self._insert(subscriptions)
+            stmt = ins.on_conflict_do_update(
+                index_elements=[s.feed_id],
+                set_={
+                    "hub": ins.excluded.hub,
+                    "topic": ins.excluded.topic,
+                    "state": SubscriptionState.DISCOVERED.value,
+                    "secret": None,
+                    "lease_seconds": None,
+                    "lease_expires_at": None,
+                    "requested_at": None,
+                    "verified_at": None,
+                    "last_error": None,
+                    "updated_at": ins.excluded.updated_at,
+                },
+                where=or_(s.hub != ins.excluded.hub, s.topic != ins.excluded.topic),
+            ).returning(s.feed_id)
+            changed = 0
+            for feed_id, (hub, topic) in sorted(found.items()):
+                # RETURNING, not rowcount: psycopg reports no count for an upsert.
+                written = conn.execute(
+                    stmt.values(
+                        feed_id=feed_id,
+                        hub=hub,
+                        topic=topic,
+                        state=SubscriptionState.DISCOVERED.value,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                ).all()
+                changed += len(written)
+            return changed
+
+        return self._run("record_hubs", work)
+
+    def list_subscriptions(self) -> list[Subscription]:
+        """Every subscription row, by feed id."""
+
+        def work(conn: Connection) -> list[Subscription]:
+            rows = conn.execute(
+                select(subscriptions).order_by(subscriptions.c.feed_id)
+            ).mappings()
+            return [_subscription_from_row(row) for row in rows]
+
+        return self._run("list_subscriptions", work, write=False)
+
+    def get_subscription(self, feed_id: int) -> Subscription:
+        """The feed's subscription. NotFoundError if it has none."""
+
+        def work(conn: Connection) -> Subscription:
+            row = (
+                conn.execute(
+                    select(subscriptions).where(subscriptions.c.feed_id == feed_id)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                raise NotFoundError("subscription", feed_id)
+            return _subscription_from_row(row)
+
+        return self._run("get_subscription", work, write=False)
+
+    def _update_subscription(
+        self,
+        conn: Connection,
+        feed_id: int,
+        values: Mapping[str, Any],
+        *where: ColumnElement[bool],
+    ) -> int:
+        result = conn.execute(
+            update(subscriptions)
+            .where(subscriptions.c.feed_id == feed_id, *where)
+            .values(**values)
+        )
+        return int(result.rowcount)
+
+    def subscription_requested(
+        self, feed_id: int, secret: str, now: datetime
+    ) -> Subscription:
+        """A subscribe request is about to go out: pending (a renewal stays verified)."""
+        s = subscriptions.c
+        verified = SubscriptionState.VERIFIED.value
+
+        def work(conn: Connection) -> Subscription:
+            values = {
+                "secret": secret,
+                "requested_at": now,
+                "updated_at": now,
+                "state": case(
+                    (s.state == verified, verified),
+                    else_=SubscriptionState.PENDING.value,
+                ),
+            }
+            if self._update_subscription(conn, feed_id, values) == 0:
+                raise NotFoundError("subscription", feed_id)
+            row = (
+                conn.execute(select(subscriptions).where(s.feed_id == feed_id))
+                .mappings()
+                .one()
+            )
+            return _subscription_from_row(row)
+
+        return self._run("subscription_requested", work)
+
+    def subscription_failed(self, feed_id: int, error: str, now: datetime) -> None:
+        """Keep why the hub did not take the request."""
+
+        def work(conn: Connection) -> None:
+            values = {"last_error": error, "updated_at": now}
+            if self._update_subscription(conn, feed_id, values) == 0:
+                raise NotFoundError("subscription", feed_id)
+
+        self._run("subscription_failed", work)
+
+    def verify_subscription(
+        self, feed_id: int, topic: str, lease_seconds: int, now: datetime
+    ) -> bool:
+        """Verified until ``now + lease_seconds`` if a request awaits for ``topic``."""
+        s = subscriptions.c
+
+        def work(conn: Connection) -> bool:
+            values = {
+                "state": SubscriptionState.VERIFIED.value,
+                "lease_seconds": lease_seconds,
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+                "verified_at": now,
+                "requested_at": None,
+                "last_error": None,
+                "updated_at": now,
+            }
+            return (
+                self._update_subscription(
+                    conn, feed_id, values, s.topic == topic, s.requested_at.is_not(None)
+                )
+                == 1
+            )
+
+        return self._run("verify_subscription", work)
+
+    def deny_subscription(
+        self, feed_id: int, topic: str, reason: str | None, now: datetime
+    ) -> bool:
+        """Denied, if a request for ``topic`` awaits (a forged denial cannot end a
+        subscription nobody asked about)."""
+        s = subscriptions.c
+
+        def work(conn: Connection) -> bool:
+            values = {
+                "state": SubscriptionState.DENIED.value,
+                "requested_at": None,
+                "lease_expires_at": None,
+                "last_error": f"denied by the hub: {reason or 'no reason given'}",
+                "updated_at": now,
+            }
+            return (
+                self._update_subscription(
+                    conn, feed_id, values, s.topic == topic, s.requested_at.is_not(None)
+                )
+                == 1
+            )
+
+        return self._run("deny_subscription", work)
+
+    def expire_subscriptions(self, now: datetime) -> int:
+        """Verified subscriptions whose lease has ended become expired."""
+        s = subscriptions.c
+
+        def work(conn: Connection) -> int:
+            result = conn.execute(
+                update(subscriptions)
+                .where(
+                    s.state == SubscriptionState.VERIFIED.value,
+                    s.lease_expires_at <= now,
+                )
+                .values(state=SubscriptionState.EXPIRED.value, updated_at=now)
+            )
+            return int(result.rowcount)
+
+        return self._run("expire_subscriptions", work)
+
+    def record_push(self, feed_id: int, now: datetime) -> None:
+        """A correctly signed push arrived at ``now``."""
+
+        def work(conn: Connection) -> None:
+            if self._update_subscription(conn, feed_id, {"last_push_at": now}) == 0:
+                raise NotFoundError("subscription", feed_id)
+
+        self._run("record_push", work)
+
+    def push_fed_feeds(self, now: datetime, silent_since: datetime) -> set[int]:
+        """Feeds with a live subscription whose hub spoke since ``silent_since``."""
+        s = subscriptions.c
+
+        def work(conn: Connection) -> set[int]:
+            return set(
+                conn.scalars(
+                    select(s.feed_id).where(
+                        s.state == SubscriptionState.VERIFIED.value,
+                        s.lease_expires_at > now,
+                        func.coalesce(s.last_push_at, s.verified_at) >= silent_since,
+                    )
+                )
+            )
+
+        return self._run("push_fed_feeds", work, write=False)
+
+
+def _subscription_from_row(row: RowMapping) -> Subscription:
+    return Subscription(
+        feed_id=row["feed_id"],
+        hub=row["hub"],
+        topic=row["topic"],
+        secret=row["secret"],
+        state=SubscriptionState(row["state"]),
+        lease_seconds=row["lease_seconds"],
+        lease_expires_at=row["lease_expires_at"],
+        requested_at=row["requested_at"],
+        verified_at=row["verified_at"],
+        last_push_at=row["last_push_at"],
+        last_error=row["last_error"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
 
 
 def _item_from_row(row: RowMapping) -> Item:
