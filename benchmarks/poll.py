@@ -14,6 +14,7 @@ sends no validators (never 304): first, then unchanged (timed).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import statistics
@@ -277,6 +278,9 @@ def main() -> None:
     ap.add_argument("--memory-feeds", type=int, default=0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    # An installed feedwatch has its bytecode; this checkout may not (with
+    # PYTHONDONTWRITEBYTECODE set every CLI run would compile ~10k lines again).
+    compileall.compile_dir(REPO / "worker", quiet=1)
     res = run(args.feeds, args.reps)
     if args.memory_feeds:
         res["memory"] = memory(args.memory_feeds)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import click
 
-from worker.config import Settings, load_settings
+if TYPE_CHECKING:
+    from worker.config import Settings
 
 __all__ = ["CliContext", "resolve_rules_dir", "settings_from"]
 
@@ -21,6 +23,8 @@ class CliContext:
     def settings(self) -> Settings:
         """The settings, loaded once (raises ConfigError on a bad file)."""
         if self._settings is None:
+            from worker.config import load_settings  # pydantic-settings: ~0.1 s
+
             self._settings = load_settings(self.config_path)
         return self._settings
 

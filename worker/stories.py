@@ -5,6 +5,7 @@ a missed alert). Pure. Figures: docs/BENCHMARKS-stories.md."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from collections.abc import Iterable
@@ -286,7 +287,8 @@ def similarity(tokens: frozenset[str], event: Event | None, story: _Cluster) -> 
     Two events of the same countries are common (many China-Korea visits), so the
     event only scales the word evidence and never stands in for it.
     """
-    words = max((_overlap(tokens, t) for t in story.tokens), default=0.0)
+    # Reports of one story often share a headline: each distinct token set once.
+    words = max((_overlap(tokens, t) for t in story.distinct()), default=0.0)
     return words * (0.5 + 0.5 * _event_affinity(event, story.story.event))
 
 
@@ -295,6 +297,24 @@ class _Cluster:
     story: Story
     profile: Profile
     tokens: list[frozenset[str]] = field(default_factory=list)
+    seq: int = 0
+    """Position among the index's clusters (ties go to the older cluster)."""
+    dates: list[datetime] = field(default_factory=list)
+    """The sources' publication dates, sorted (for ``_near``)."""
+    _distinct: dict[frozenset[str], None] = field(default_factory=dict)
+    _counted: int = 0
+
+    def __post_init__(self) -> None:
+        self.dates = sorted(
+            s.published for s in self.story.sources if s.published is not None
+        )
+
+    def distinct(self) -> Iterable[frozenset[str]]:
+        """The distinct token sets of ``tokens`` (kept up to date as it grows)."""
+        if self._counted < len(self.tokens):
+            self._distinct.update(dict.fromkeys(self.tokens[self._counted :]))
+            self._counted = len(self.tokens)
+        return self._distinct
 
 
 class StoryIndex:
@@ -302,6 +322,8 @@ class StoryIndex:
 
     A report joins the most similar story near it in time, unless their events
     conflict (``conflict``): precision first, since a wrong merge is a missed alert.
+    Only stories sharing a token with the report can score above zero, so an
+    inverted index from tokens to stories picks the candidates.
     """
 
     def __init__(
@@ -310,42 +332,79 @@ class StoryIndex:
         self.window = window
         self.threshold = threshold
         self._clusters: dict[str, _Cluster] = {}
+        self._by_token: dict[str, list[_Cluster]] = {}
+        self._by_source: dict[tuple[str, str | None], _Cluster] = {}
         for story in stories:
-            self._clusters[story.id] = _Cluster(
-                story,
-                profile(story.title, story.event),
-                [
-                    report_tokens(s.title, s.lede) | person_tokens(story.event)
-                    for s in story.sources
-                ]
-                or [title_tokens(story.title) | person_tokens(story.event)],
+            self._add(
+                _Cluster(
+                    story,
+                    profile(story.title, story.event),
+                    [
+                        report_tokens(s.title, s.lede) | person_tokens(story.event)
+                        for s in story.sources
+                    ]
+                    or [title_tokens(story.title) | person_tokens(story.event)],
+                )
             )
 
     def __len__(self) -> int:
         return len(self._clusters)
 
-    def _near(self, item: Item, story: Story, now: datetime) -> bool:
+    def _add(self, cluster: _Cluster) -> None:
+        old = self._clusters.get(cluster.story.id)
+        # A replaced id keeps its place in the order, as a dict key does.
+        cluster.seq = old.seq if old is not None else len(self._clusters)
+        self._clusters[cluster.story.id] = cluster
+        for tokens in cluster.tokens:
+            self._index(cluster, tokens)
+        for s in cluster.story.sources:
+            self._by_source.setdefault((s.item_id, s.feed_url), cluster)
+
+    def _index(self, cluster: _Cluster, tokens: frozenset[str]) -> None:
+        for token in tokens:
+            holders = self._by_token.setdefault(token, [])
+            if not holders or holders[-1] is not cluster:
+                holders.append(cluster)
+
+    def _candidates(self, tokens: frozenset[str]) -> list[_Cluster]:
+        """Clusters sharing a token with ``tokens``, oldest first."""
+        found: dict[int, _Cluster] = {}
+        for token in tokens:
+            for cluster in self._by_token.get(token, ()):
+                # Skip entries left by a cluster whose id a newer one took over.
+                if self._clusters.get(cluster.story.id) is cluster:
+                    found[id(cluster)] = cluster
+        return sorted(found.values(), key=lambda c: c.seq)
+
+    def _near(self, item: Item, cluster: _Cluster, now: datetime) -> bool:
         # Publication dates when both sides have them (a backlog polled today is
         # not one story with today's news); otherwise when feedwatch saw them.
-        dates = [s.published for s in story.sources if s.published is not None]
+        dates = cluster.dates
         if item.published is not None and dates:
-            return min(abs(item.published - d) for d in dates) <= self.window
-        return abs(now - story.last_seen) <= self.window
+            i = bisect.bisect_left(dates, item.published)
+            nearest = min(abs(item.published - d) for d in dates[max(i - 1, 0) : i + 1])
+            return nearest <= self.window
+        return abs(now - cluster.story.last_seen) <= self.window
 
     def assign(self, item: Item, decision: Decision, now: datetime) -> Story:
         """The story this report belongs to (an existing one, or a new one), updated."""
-        for cluster in self._clusters.values():
-            if any(
-                s.item_id == item.id and s.feed_url == item.feed_url
-                for s in cluster.story.sources
-            ):
-                return cluster.story
+        known = self._by_source.get((item.id, item.feed_url))
+        if known is not None:
+            if self._clusters.get(known.story.id) is known:
+                return known.story
+            # Its cluster was replaced by a newer one with the same id: look again.
+            for cluster in self._clusters.values():
+                if any(
+                    s.item_id == item.id and s.feed_url == item.feed_url
+                    for s in cluster.story.sources
+                ):
+                    return cluster.story
         tokens = report_tokens(item.title, item.summary) | person_tokens(decision.event)
         own = profile(item.title, decision.event)
         best: _Cluster | None = None
         best_score = 0.0
-        for cluster in self._clusters.values():
-            if not self._near(item, cluster.story, now):
+        for cluster in self._candidates(tokens):
+            if not self._near(item, cluster, now):
                 continue
             if conflict(own, cluster.profile) is not None:
                 continue
@@ -374,6 +433,10 @@ class StoryIndex:
             if old.event is None and decision.event is not None:
                 best.profile = profile(old.title, decision.event)
             best.tokens.append(tokens)
+            if item.published is not None:
+                bisect.insort(best.dates, item.published)
+            self._index(best, tokens)
+            self._by_source.setdefault((item.id, item.feed_url), best)
             return best.story
         story = Story(
             id=story_id(item),
@@ -383,5 +446,5 @@ class StoryIndex:
             event=decision.event,
             sources=(source,),
         )
-        self._clusters[story.id] = _Cluster(story, own, [tokens])
+        self._add(_Cluster(story, own, [tokens]))
         return story
