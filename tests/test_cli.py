@@ -206,3 +206,39 @@ def test_demo_json_prints_alerts_and_a_digest(tmp_path: Path) -> None:
     assert len(digests) == 1 and len(alerts) >= 1
     assert len(digests[0]["stories"]) == len(alerts)
     assert not (tmp_path / "data").exists()  # the demo's database is temporary
+
+
+def test_digest_filters_by_rule_and_topic(
+    tmp_path: Path, feed_server: FeedServer
+) -> None:
+    feed_server.set(
+        "/f.xml",
+        b"""<?xml version="1.0"?><rss version="2.0"><channel><title>W</title>
+<item><guid>1</guid><title>Xi Jinping to pay state visit to South Korea next week</title></item>
+<item><guid>2</guid><title>China, Japan and South Korea agree to hold trilateral summit in Tokyo</title></item>
+</channel></rss>""",
+    )
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "database": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "feeds": [{"url": feed_server.url("/f.xml")}],
+            "fetch": {"allow_private_addresses": True},
+            "channels": [
+                {"name": "f", "type": "file", "path": str(tmp_path / "a.jsonl")}
+            ],
+        },
+    )
+    c = ("--config", str(cfg))
+    assert run("poll", "--once", *c, cwd=tmp_path).returncode == 0
+
+    def stories(*args: str) -> list[dict]:
+        res = run("digest", "--format", "json", *args, *c, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)["stories"]
+
+    assert len(stories()) == 2
+    visits = stories("--topic", "visit")
+    assert any("state visit" in s["title"] for s in visits)
+    assert all("visit" in s["topics"] for s in visits)
+    assert stories("--rule", "no-such-rule") == []

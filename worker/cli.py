@@ -394,10 +394,18 @@ def parse_since(value: str, now: datetime, option: str = "--since") -> datetime:
     default="text",
     show_default=True,
 )
+@click.option("--rule", "rules", multiple=True, help="Only stories of this rule.")
+@click.option("--topic", "topics", multiple=True, help="Only stories of this topic.")
 @click.option("--send", "channel", default=None, help="Send through this channel.")
 @click.pass_context
 def digest(
-    ctx: click.Context, since: str, until: str | None, fmt: str, channel: str | None
+    ctx: click.Context,
+    since: str,
+    until: str | None,
+    fmt: str,
+    rules: Sequence[str],
+    topics: Sequence[str],
+    channel: str | None,
 ) -> None:
     """Stories that matched in a period, grouped by story, newest first."""
     from worker.core import make_feedwatch
@@ -415,8 +423,18 @@ def digest(
         fw = make_feedwatch(settings)
         try:
             if channel is None:
-                return render_digest(build_digest(fw.store, start, end or now), fmt)
-            sent = await send_digest(fw.store, fw.channels[channel], start, end or now)
+                d = build_digest(
+                    fw.store, start, end or now, rules=rules, topics=topics
+                )
+                return render_digest(d, fmt)
+            sent = await send_digest(
+                fw.store,
+                fw.channels[channel],
+                start,
+                end or now,
+                rules=rules,
+                topics=topics,
+            )
             return f"digest of {len(sent.stories)} stories sent to {channel}"
         finally:
             await fw.aclose()

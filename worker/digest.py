@@ -156,20 +156,30 @@ def digest_envelope(d: Digest) -> Envelope:
 
 
 async def send_digest(
-    store: Store, channel: Channel, since: datetime, until: datetime | None = None
+    store: Store,
+    channel: Channel,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    rules: Sequence[str] = (),
+    topics: Sequence[str] = (),
 ) -> Digest:
     """Send the digest of [since, until) through ``channel``, with the alerts that
-    quiet hours held on that channel, then mark those alerts delivered by it."""
+    quiet hours held on that channel, then mark those it carried as delivered."""
     now = utcnow()
     held = await asyncio.to_thread(store.held_alerts, channel.name)
     if held:
         # Held alerts go out here even when older than the period asked for.
         since = min(since, *(a.created_at for a in held))
-    d = await asyncio.to_thread(build_digest, store, since, until or now)
+    d = await asyncio.to_thread(
+        build_digest, store, since, until or now, rules=rules, topics=topics
+    )
     await channel.send(digest_envelope(d))
-    if held:
+    carried = {r.story.id for r in d.stories}
+    released = [a.id for a in held if a.story_id in carried]
+    if released:
         await asyncio.to_thread(
-            store.release_held, channel.name, [a.id for a in held], d.id, utcnow()
+            store.release_held, channel.name, released, d.id, utcnow()
         )
     return d
 
