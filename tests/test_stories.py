@@ -437,7 +437,7 @@ def test_alert_counts_credit_each_cluster_to_the_story_that_started_it() -> None
 
 
 def test_the_labelled_set_misses_at_most_one_alert() -> None:
-    # The figures of docs/BENCHMARKS-stories.md, as poll.py assigns: only alerting
+    # The figures of docs/BENCHMARKS.md (story clustering), as poll.py assigns: only alerting
     # reports. Loose bounds: the classifier's rules may move them a little.
     bench = _benchmark()
     reports = bench.classify(bench.load(bench.DATA))

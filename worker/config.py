@@ -340,7 +340,7 @@ class StorySettings(_Section):
     """Reports this close in time may join one story."""
     threshold: float = Field(default=0.3, gt=0, le=1)
     """Similarity at which two reports are one story (0.3: best F1 on the tuning
-    half of benchmarks/data/stories.jsonl, see docs/BENCHMARKS-stories.md)."""
+    half of benchmarks/data/stories.jsonl, see docs/BENCHMARKS.md, story clustering)."""
 
 
 class DigestSchedule(_Section):

@@ -1,7 +1,7 @@
 """Stories: cluster reports of one event from several outlets (Item + Decision -> Story).
 
 Weighted headline and lede words decide, unless the events conflict (a wrong merge is
-a missed alert). Pure. Figures: docs/BENCHMARKS-stories.md."""
+a missed alert). Pure. Figures: docs/BENCHMARKS.md (story clustering)."""
 
 from __future__ import annotations
 
