@@ -44,6 +44,10 @@ def test_extra_labelled_items(ruleset: Ruleset) -> None:
         # Written probes of phrasings the dev set lacks (agency styles, CJK script,
         # former leaders, North Korea, Taiwan, Hong Kong, word traps).
         ("holdout_written.jsonl", 0.95, 0.90),
+        # Written in the styles of outlets the other sets lack (Xinhua/CGTN, Kyodo/
+        # NHK/Nikkei, Yonhap "(2nd LD)", native script) with hard negatives; first
+        # run 0.912 / 0.945 / 0.918 before the third pass's general fixes.
+        ("holdout3.jsonl", 0.95, 0.93),
     ],
 )
 def test_holdout_sets(

@@ -213,3 +213,76 @@ def test_classify_is_lazy_and_ordered(ruleset: Ruleset) -> None:
     out = classify(iter(items), ruleset)
     assert next(out).id == "0"
     assert [d.id for d in out] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("title", "summary", "published"),
+    [
+        # a cue inside another cue: "phone talks" holds "talks", 電話会談 holds 会談
+        ("Japan PM Ishiba holds phone talks with Trump on tariffs", "", "2025-04-07"),
+        ("石破首相、トランプ大統領と電話会談", "", "2025-04-07"),
+        # 前/元/전 before a title make it a former holder
+        ("岸田前首相が訪中、中国要人と会談", "", "2025-12-03"),
+        ("문재인 전 대통령, 중국 방문", "", "2025-12-10"),
+        # royals other than the monarch are not leaders
+        ("Princess Aiko leaves for Laos on first official overseas trip", "", None),
+        # a country named only as context is not the visit's party
+        (
+            "Modi's island tour aims to push back against China's influence",
+            "Indian Prime Minister Narendra Modi began a visit to the Maldives on "
+            "Friday, a trip analysts say is aimed at countering China's influence.",
+            "2025-07-25",
+        ),
+        # a call to restart talks with a country is not a meeting
+        (
+            "South Korea's Lee vows efforts to restart talks with Pyongyang",
+            "",
+            "2026-03-01",
+        ),
+        # a summit as a time mark, with no official named
+        (
+            "N. Korea fires ballistic missiles ahead of APEC summit",
+            "North Korea fired missiles days before world leaders gather in Gyeongju.",
+            "2025-10-22",
+        ),
+        # a visit spoken of in a letter; a forum's "annual meeting"
+        (
+            "Xi replies to letter from American students",
+            "Xi Jinping replied to a letter from U.S. students, encouraging them to "
+            "visit China.",
+            "2025-03-01",
+        ),
+        ("Li Qiang addresses Annual Meeting of the New Champions", "", "2025-06-24"),
+        ("한중 관계 정상화 기대", "", "2025-11-01"),
+    ],
+)
+def test_third_pass_negatives(
+    judge: Judge, title: str, summary: str, published: str | None
+) -> None:
+    d = judge(title, summary, published=published)
+    assert not d.alert, d.rules
+
+
+@pytest.mark.parametrize(
+    ("title", "published", "topics"),
+    [
+        ("한중 정상, 경주서 회담", "2025-11-01", {"summit"}),
+        ("中日韩领导人会议推迟举行", "2025-11-20", {"summit"}),
+        (
+            "Premier Li leaves Beijing for SCO heads of government meeting in Moscow",
+            "2025-11-16",
+            {"summit", "visit"},
+        ),
+        ("China, Canada move to reset ties as Carney visits", "2026-01-15", {"visit"}),
+        (
+            "Brazil to announce bond issuance during China visit",
+            "2026-06-05",
+            {"visit"},
+        ),
+    ],
+)
+def test_third_pass_positives(
+    judge: Judge, title: str, published: str, topics: set[str]
+) -> None:
+    d = judge(title, published=published)
+    assert set(d.topics) == topics, d.rules

@@ -106,6 +106,8 @@ _DATELINE = re.compile(
     r"|[A-Z][A-Z .'/]{1,60}, [A-Z][a-z]{2,8}\.? \d{1,2}\s*(?:-{1,2}|[–—])\s"
 )
 _FORMER = ("former ", "ex ", "then ", "late ")
+# 岸田前首相, 元首相, 문재인 전 대통령: "former" written before the title
+_FORMER_CJK = ("前", "元", " 전 ")
 
 
 def dateline_end(text: str) -> int:
@@ -140,8 +142,10 @@ def _resolve(an: Analysis) -> list[Mention]:
 
 def _after_former(norm: str, start: int) -> bool:
     """Whether a title follows "former"/"ex-", perhaps with a country between
-    ("former Japanese prime minister", "ex-South Korean president")."""
+    ("former Japanese prime minister", "ex-South Korean president"), or 前/元/전."""
     head = norm[max(0, start - 40) : start]
+    if head.endswith(_FORMER_CJK):
+        return True
     for w in _FORMER:
         k = head.rfind(w)
         if k >= 0 and (k == 0 or not head[k - 1].isalnum()):
@@ -531,7 +535,14 @@ class NearNode(Node):
             for x in sa:
                 ft = an.fields[x[0]]
                 for y in sb:
-                    if y[0] != x[0] or (x[1] < y[2] and y[1] < x[2]):
+                    if y[0] != x[0]:
+                        continue
+                    if x[1] < y[2] and y[1] < x[2]:
+                        # a cue inside another cue is next to it ("phone talks"
+                        # holds "talks"); two overlapping actors are one mention
+                        if x[3] == "actor" and y[3] == "actor":
+                            continue
+                        found += [x, y]
                         continue
                     first, second = (x, y) if x[1] <= y[1] else (y, x)
                     if self.order == "ab" and first is not x:

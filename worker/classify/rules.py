@@ -67,6 +67,7 @@ OFFICES = (
     "legislator",
     "party_official",
     "business",
+    "royal",
 )
 
 
