@@ -675,3 +675,66 @@ def test_lease_comes_from_the_settings(tmp_path: Path, clock: Clock) -> None:
         )
     finally:
         box.sql.close()
+
+
+class GatedChannel(RecordingChannel):
+    """Each send waits until the test opens the gate; ``waiting`` counts sends begun."""
+
+    def __init__(self, name: str, sent: list[str]) -> None:
+        super().__init__(name)
+        self.ids = sent
+        self.gate = asyncio.Event()
+        self.waiting = 0
+
+    async def send(self, envelope: Envelope) -> None:
+        self.waiting += 1
+        await self.gate.wait()
+        self.ids.append(envelope.id)
+
+
+def test_a_send_that_cannot_finish_within_its_lease_is_left_to_the_next_claimer(
+    tmp_path: Path, clock: Clock
+) -> None:
+    # Worker A claims a batch it sends one at a time; its queued rows must not be
+    # sent once their lease may have run out, or worker B (which claims them when
+    # the lease ends) and A both deliver them.
+    box = SQLiteOutbox(tmp_path / "fw.db")
+    settings = replace_settings(lease=100, send_timeout=60)
+    sent: list[str] = []
+    batch = alerts(3)
+    for alert in batch:
+        box.enqueue(alert, ["c"])
+
+    async def until(condition: Any) -> None:
+        deadline = asyncio.get_running_loop().time() + 10
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.005)
+
+    async def go() -> None:
+        a = GatedChannel("c", sent)
+        worker_a = asyncio.create_task(
+            drain_outbox(
+                box.store, {"c": a}, settings, worker_id="A", now=clock, concurrency=1
+            )
+        )
+        await until(lambda: a.waiting == 1)
+        clock.advance(55)  # A's first send took 55 s
+        waiting = a.waiting
+        a.gate.set()
+        a.gate = asyncio.Event()
+        await until(lambda: a.waiting > waiting or worker_a.done())
+        clock.advance(45)  # A's lease ends; B finds the rows free
+        b = GatedChannel("c", sent)
+        b.gate.set()
+        await drain_outbox(box.store, {"c": b}, settings, worker_id="B", now=clock)
+        a.gate.set()
+        await worker_a
+
+    try:
+        asyncio.run(go())
+        assert sorted(sent) == sorted(a.id for a in batch)
+        for alert in batch:
+            assert box.deliveries(alert.id)["c"].status is DeliveryStatus.DELIVERED
+    finally:
+        box.sql.close()

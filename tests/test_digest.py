@@ -126,3 +126,24 @@ def test_empty_digest_says_so(tmp_path: Path) -> None:
     for fmt in ("text", "md", "html"):
         assert "Nothing matched" in render_digest(d, fmt)
     assert json.loads(render_digest(d, "json"))["stories"] == []
+
+
+async def test_a_scheduled_digest_has_one_id_per_period(tmp_path: Path) -> None:
+    # Two replicas run the same cron job moments apart: receivers can drop the
+    # second copy only if both carry the same digest id.
+    from worker.channels.file import FileChannel
+    from worker.config import DigestSchedule
+    from worker.digest import send_scheduled_digest
+
+    schedule = DigestSchedule(name="daily", cron="0 8 * * *", channel="desk")
+    settings = _settings(tmp_path, "http://127.0.0.1:9/feed.xml")
+    with make_feedwatch(settings) as fw:
+        channel = fw.channels["desk"]
+        assert isinstance(channel, FileChannel)
+        first = await send_scheduled_digest(fw.store, channel, schedule)
+        second = await send_scheduled_digest(fw.store, channel, schedule)
+        await channel.aclose()
+    if first.until.minute == second.until.minute:  # not across a minute boundary
+        assert first.id == second.id
+    assert first.until.second == 0 and first.until.microsecond == 0
+    assert first.until - first.since == timedelta(days=1)

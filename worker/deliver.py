@@ -222,9 +222,12 @@ class _Dispatcher:
             envelope = self.rendered[claimed.alert.id] = render_alert(claimed.alert)
         return envelope
 
-    async def attempt(self, claimed: ClaimedDelivery) -> DeliveryOutcome:
+    async def attempt(
+        self, claimed: ClaimedDelivery, start_by: datetime
+    ) -> DeliveryOutcome | None:
         """Send one claimed delivery and decide its outcome (never raises but
-        for cancellation)."""
+        for cancellation); None, sending nothing, if it cannot start by
+        ``start_by`` (the send could outlast the lease, and the row be reclaimed)."""
         delivery, alert = claimed.delivery, claimed.alert.id
         assert delivery.id is not None, "claimed deliveries have ids"
         channel = self.channels.get(delivery.channel)
@@ -242,6 +245,17 @@ class _Dispatcher:
             )
         async with self.semaphore:
             attempted_at = self.now()
+            # Queued behind other sends: once the lease may end mid-send, another
+            # worker may claim the row too, and both would deliver it.
+            if attempted_at > start_by:
+                log.warning(
+                    "delivery alert=%s channel=%s not sent: queued past %s, it could "
+                    "outlast its lease; it goes out once reclaimed",
+                    alert,
+                    delivery.channel,
+                    start_by.isoformat(),
+                )
+                return None
             deadline: asyncio.Timeout | None = None
             try:
                 envelope = self.render(claimed)
@@ -313,9 +327,13 @@ class _Dispatcher:
             retry_at=self.now() + timedelta(seconds=delay),
         )
 
-    async def deliver(self, claimed: ClaimedDelivery) -> DeliveryOutcome:
+    async def deliver(
+        self, claimed: ClaimedDelivery, start_by: datetime
+    ) -> DeliveryOutcome | None:
         started = perf_counter()
-        outcome = await self.attempt(claimed)
+        outcome = await self.attempt(claimed, start_by)
+        if outcome is None:
+            return None
         elapsed = perf_counter() - started
         await asyncio.to_thread(self.store.record_delivery, outcome)
         alert_id, channel = claimed.alert.id, claimed.delivery.channel
@@ -368,7 +386,9 @@ async def drain_outbox(
     reached); permanent failure or unknown channel -> dead. A ``StoreError`` while
     recording is raised once the batch's other sends have finished; a row whose
     outcome was not recorded keeps its lease until ``lease_seconds`` pass and is
-    then sent again (delivery is at least once, with a stable id). ``lease_seconds``
+    then sent again (delivery is at least once, with a stable id); a row still
+    queued when a send begun then could outlast the lease is left unsent for the
+    same reason. ``lease_seconds``
     must exceed the time a batch takes (``send_timeout`` bounds each send); both
     default to ``settings.lease`` and ``settings.send_timeout``.
 
@@ -383,11 +403,15 @@ async def drain_outbox(
     )
     total = DrainResult()
     for _ in range(max(max_rounds, 0)):
+        claimed_at = now()
         batch = await asyncio.to_thread(
-            store.claim_deliveries, worker_id, now(), settings.batch, lease
+            store.claim_deliveries, worker_id, claimed_at, settings.batch, lease
         )
         if not batch:
             break
+        # Sends start early enough to end within the lease (half of it at least,
+        # should the lease be set shorter than the send timeout).
+        start_by = claimed_at + timedelta(seconds=lease - min(timeout, lease / 2))
         claimed, put_off = await asyncio.to_thread(dispatcher.gate_all, batch)
         for outcome in put_off:
             if outcome.held:
@@ -404,12 +428,15 @@ async def drain_outbox(
                     channel, "held" if outcome.held else "deferred", 0.0
                 )
         results = await asyncio.gather(
-            *(dispatcher.deliver(c) for c in claimed), return_exceptions=True
+            *(dispatcher.deliver(c, start_by) for c in claimed),
+            return_exceptions=True,
         )
         failure: BaseException | None = None
         for result in results:
             if isinstance(result, BaseException):
                 failure = failure or result
+            elif result is None:
+                continue
             elif result.ok:
                 total.delivered += 1
             elif result.retry_at is not None:

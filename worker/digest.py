@@ -187,7 +187,11 @@ async def send_digest(
 async def send_scheduled_digest(
     store: Store, channel: Channel, schedule: DigestSchedule
 ) -> Digest:
-    """Build the digest for the schedule's look-back and send it through its channel."""
+    """Build the digest for the schedule's look-back and send it through its channel.
+
+    The period ends at the minute the cron job fired, so every replica running
+    the job sends the digest under one id (receivers drop the copies)."""
+    until = utcnow().replace(second=0, microsecond=0)
     return await send_digest(
-        store, channel, utcnow() - timedelta(seconds=schedule.since)
+        store, channel, until - timedelta(seconds=schedule.since), until
     )
