@@ -120,16 +120,24 @@ def parse_time(value: str, now: datetime) -> datetime:
     '2026-11-01T00:00:00+00:00'
     """
     try:
-        return now - timedelta(seconds=parse_duration(value))
+        seconds = parse_duration(value)
     except ValueError:
         pass
+    else:
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError as e:
+            raise ValueError(f"{value!r} reaches back out of range") from e
     try:
         dt = datetime.fromisoformat(value.strip())
     except ValueError as e:
         raise ValueError(
             f"expected a duration (24h, 7d) or a date (2026-11-01), got {value!r}"
         ) from e
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    try:
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except OverflowError as e:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise ValueError(f"{value!r} is out of range in UTC") from e
 
 
 # -- query parameters ------------------------------------------------------------------

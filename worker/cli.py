@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -244,7 +244,12 @@ def _parse_date(value: Any, where: str) -> datetime | None:
         raise FeedwatchError(
             f"{where}: published: expected YYYY-MM-DD or ISO 8601, got {value!r}"
         ) from e
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    try:
+        return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    except OverflowError as e:  # 0001-01-01T00:00+14:00 is before year 1 in UTC
+        raise FeedwatchError(
+            f"{where}: published: {value!r} is out of range in UTC"
+        ) from e
 
 
 def _items_from_jsonl(text: str, name: str) -> Iterator[Any]:
@@ -367,20 +372,12 @@ def parse_since(value: str, now: datetime, option: str = "--since") -> datetime:
     >>> parse_since("24h", datetime(2026, 1, 2, tzinfo=UTC)).isoformat()
     '2026-01-01T00:00:00+00:00'
     """
-    from worker.config import parse_duration
+    from worker.api import parse_time
 
     try:
-        return now - timedelta(seconds=parse_duration(value))
-    except ValueError:
-        pass
-    try:
-        dt = datetime.fromisoformat(value)
+        return parse_time(value, now)
     except ValueError as e:
-        raise click.BadParameter(
-            f"expected a duration (24h, 7d) or a date (2026-11-01), got {value!r}",
-            param_hint=option,
-        ) from e
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+        raise click.BadParameter(str(e), param_hint=option) from e
 
 
 @cli.command()

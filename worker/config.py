@@ -569,6 +569,8 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
 
 
 _CHANNEL_TYPES = {"console", "file", "webhook", "email", "apprise"}
+# Keys whose values are never shown in an error message (SecretStr fields).
+_SECRET_KEYS = frozenset({"token", "password", "secret", "urls"})
 
 
 def load_settings(
@@ -595,6 +597,7 @@ def load_settings(
             "input" in err
             and err["type"] not in ("missing", "extra_forbidden")
             and not isinstance(err["input"], dict | list | tuple)
+            and not _SECRET_KEYS.intersection(map(str, err["loc"]))
         ):
             shown = repr(err["input"])
             if len(shown) > 80:

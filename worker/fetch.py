@@ -116,9 +116,7 @@ def build_user_agent(settings: FetchSettings, version: str) -> str:
     return _CONTROL_CHARS.sub(" ", agent).strip()
 
 
-def parse_retry_after(
-    value: str | None, *, now: datetime | None = None
-) -> float | None:
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a Retry-After value (delta-seconds or HTTP-date); None if
     absent or unreadable."""
     if value is None:

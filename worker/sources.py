@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -74,23 +74,31 @@ def _read_opml(path: Path, data: bytes, interval: int) -> list[Feed]:
     if root.tag != "opml" or body is None:
         raise SourceFileError(f"{path}: not an OPML document (no <opml><body>)")
     feeds: list[Feed] = []
-
-    def walk(node: ET.Element, tags: tuple[str, ...]) -> None:
-        for outline in node.findall("outline"):
-            url = outline.get("xmlUrl")
-            label = outline.get("title") or outline.get("text")
-            if url:
-                own = tuple(
-                    t.strip() for t in (outline.get("category") or "").split(",")
-                )
-                all_tags = tuple(dict.fromkeys(t for t in (*tags, *own) if t))
-                feeds.append(
-                    Feed(url=url, title=label, interval=interval, tags=all_tags)
-                )
-            else:
-                walk(outline, (*tags, label) if label else tags)
-
-    walk(body, ())
+    # Depth-first in document order with an explicit stack: a hostile file can nest
+    # outlines deeper than Python's recursion limit.
+    stack: list[tuple[Iterator[ET.Element], tuple[str, ...]]] = [
+        (iter(body.findall("outline")), ())
+    ]
+    while stack:
+        outlines, tags = stack[-1]
+        outline = next(outlines, None)
+        if outline is None:
+            stack.pop()
+            continue
+        url = (outline.get("xmlUrl") or "").strip()
+        label = outline.get("title") or outline.get("text")
+        if not url:
+            inner = (*tags, label) if label else tags
+            stack.append((iter(outline.findall("outline")), inner))
+            continue
+        if not _URL.match(url):
+            raise SourceFileError(
+                f"{path}: outline {label or '(untitled)'!r}: xmlUrl: expected an "
+                f"http(s):// or file:// URL, got {url[:80]!r}"
+            )
+        own = tuple(t.strip() for t in (outline.get("category") or "").split(","))
+        all_tags = tuple(dict.fromkeys(t for t in (*tags, *own) if t))
+        feeds.append(Feed(url=url, title=label, interval=interval, tags=all_tags))
     return feeds
 
 

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LEASE",
+    "MAX_LEASE",
     "SIGNATURE_METHODS",
     "SILENT_AFTER",
     "Discovery",
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = 7 * 86400
 """Lease asked of hubs (hub.lease_seconds); hubs may grant another."""
+MAX_LEASE = 365 * 86400
+"""Longest lease taken from a hub; a longer grant is renewed as if it were this."""
 SILENT_AFTER = timedelta(days=1)
 """A verified hub that pushed nothing for this long is taken for silent: the feed is
 polled on its normal schedule again until a push arrives."""
@@ -66,6 +69,7 @@ RESEND_AFTER = timedelta(hours=1)
 DENIED_RETRY = timedelta(days=1)
 """A denied subscription is asked for again after this."""
 MAX_CHALLENGE = 1024
+_HUB_SNIPPET = 2048
 """Characters of hub.challenge echoed; a longer one is refused."""
 PUSH_CONCURRENCY = 4
 """Pushed bodies ingested at once per process; more wait their turn."""
@@ -253,7 +257,9 @@ def check_signature(secret: str, body: bytes, header: str | None) -> str | None:
     if not sep or algorithm is None:
         return f"unsupported signature method {method.strip()[:20]!r}"
     expected = hmac.new(secret.encode("utf-8"), body, algorithm).hexdigest()
-    if not hmac.compare_digest(expected, given.strip().lower()):
+    # Bytes: compare_digest refuses str with non-ASCII characters (TypeError).
+    given_bytes = given.strip().lower().encode("utf-8", "replace")
+    if not hmac.compare_digest(expected.encode("ascii"), given_bytes):
         return f"the {method.strip().lower()} signature does not match the body"
     return None
 
@@ -317,18 +323,33 @@ async def _ask_hub(
             await check_url_address(hub)
         except FeedError as e:
             raise HubError(hub, sub.topic, str(e).removeprefix(f"{hub}: ")) from e
+    # The hub comes from an untrusted feed: read at most a snippet of its answer,
+    # and all of it within the fetch timeout (a drip of bytes resets httpx's).
+    status, start = 0, b""
     try:
-        response = await client.post(hub, data=dict(form))
+        async with (
+            asyncio.timeout(settings.fetch.timeout),
+            client.stream("POST", hub, data=dict(form)) as response,
+        ):
+            status = response.status_code
+            if not 200 <= status < 300:
+                async for chunk in response.aiter_bytes():
+                    start += chunk
+                    if len(start) >= _HUB_SNIPPET:
+                        break
     except httpx.HTTPError as e:
         detail = str(e) or type(e).__name__
         raise HubError(hub, sub.topic, f"request failed: {detail}") from e
-    if not 200 <= response.status_code < 300:
-        said = " ".join(response.text[:200].split())
+    except TimeoutError as e:
         raise HubError(
             hub,
             sub.topic,
-            f"HTTP {response.status_code}" + (f": {said}" if said else ""),
-        )
+            f"no complete answer within {settings.fetch.timeout:g}s",
+        ) from e
+    if not 200 <= status < 300:
+        said = " ".join(start[:_HUB_SNIPPET].decode("utf-8", "replace").split())
+        said = said[:200]
+        raise HubError(hub, sub.topic, f"HTTP {status}" + (f": {said}" if said else ""))
 
 
 async def sync_subscriptions(
@@ -478,7 +499,11 @@ class WebSubCallback:
             lease = (q.get("hub.lease_seconds") or "").strip()
             if not challenge or len(challenge) > MAX_CHALLENGE:
                 return _refused(feed_id, "hub.challenge missing or too long")
-            granted = int(lease) if lease.isdigit() and int(lease) > 0 else None
+            granted = None
+            # isdecimal+isascii: "²" is a digit to isdigit() but not to int().
+            if lease.isascii() and lease.isdecimal() and lease.strip("0"):
+                granted = int(lease) if len(lease) <= 12 else MAX_LEASE
+                granted = min(granted, MAX_LEASE)
             ok = await asyncio.to_thread(
                 store.verify_subscription,
                 feed_id,

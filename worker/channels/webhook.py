@@ -18,8 +18,6 @@ import json
 import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -28,6 +26,7 @@ from worker import __version__
 from worker.channels.base import NO_POLICY, ChannelPolicy
 from worker.config import WebhookChannelSettings
 from worker.errors import ConfigError, DeliveryError
+from worker.fetch import parse_retry_after
 from worker.models import Envelope
 
 __all__ = [
@@ -99,25 +98,6 @@ def verify_signature(
         # Compare every candidate so the time spent does not tell which one matched.
         ok |= hmac.compare_digest(entry.encode("utf-8", "replace"), expected)
     return ok
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value (delta-seconds or HTTP-date)."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    current = now if now is not None else datetime.now(UTC)
-    return max((when - current).total_seconds(), 0.0)
 
 
 def redact_url(url: str) -> str:
