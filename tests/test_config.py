@@ -121,6 +121,7 @@ channels:
             "used twice",
         ),
         ("polll: {}\n", "polll", "unknown key"),
+        ("delivery:\n  lease: 60s\n  send_timeout: 2m\n", "delivery", "must be longer"),
         (
             "channels:\n  - {name: h, type: webhook, url: 'http://x', secret_env: NOPE_NOT_SET}\n",
             "channels.0",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -82,6 +83,10 @@ async def test_digest_groups_by_story_in_every_format(
     assert "2 stories" in text and "Stocks" not in text
     md = render_digest(d, "md")
     assert "[Japan's foreign minister arrives in Seoul" in md
+    assert "(<https://wire.example/b>)" in md
+    # escaped: shown as text by any Markdown renderer, never as a tag or a link
+    assert "\\<script\\>" in md and not re.search(r"(?<!\\)<script", md)
+    assert "javascript:" not in md
 
 
 async def test_alerts_held_by_quiet_hours_go_out_in_the_next_digest(

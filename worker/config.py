@@ -334,6 +334,15 @@ class DeliverySettings(_Section):
     send_timeout: Duration = Field(default=120.0, gt=0)
     """Longest one send may take before it counts as a retryable failure."""
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_send(self) -> DeliverySettings:
+        if self.lease <= self.send_timeout:
+            raise ValueError(
+                f"lease ({self.lease:g}s) must be longer than send_timeout "
+                f"({self.send_timeout:g}s), or a slow send could be claimed twice"
+            )
+        return self
+
 
 class StorySettings(_Section):
     window: Duration = 5 * 86400.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,6 +35,32 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+# Feed text in Markdown: every character with a Markdown or HTML meaning is
+# backslash-escaped, so a hostile title cannot make a link, an image or raw HTML.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&])")
+
+
+def _md(value: object) -> str:
+    text = " ".join(str(value).split())
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _md_url(value: object) -> str:
+    out = str(value)
+    for ch, code in (
+        ("(", "%28"),
+        (")", "%29"),
+        (" ", "%20"),
+        ("<", "%3C"),
+        (">", "%3E"),
+    ):
+        out = out.replace(ch, code)
+    return out
+
+
+_env.filters["md"] = _md
+_env.filters["md_url"] = _md_url
 
 
 @dataclass(frozen=True, slots=True)
