@@ -431,7 +431,14 @@ class _Endpoints:
         """The digest of a period as JSON, text, Markdown or HTML."""
         fmt = _choice_param(request, "format", ("json", "text", "md", "html"), "json")
         since, until = _period(request, "24h")
-        d = await asyncio.to_thread(build_digest, self.fw.store, since, until)
+        d = await asyncio.to_thread(
+            build_digest,
+            self.fw.store,
+            since,
+            until,
+            rules=request.query_params.getlist("rule"),
+            topics=request.query_params.getlist("topic"),
+        )
         if fmt == "json":
             return JSONResponse(digest_payload(d))
         body = await asyncio.to_thread(render_digest, d, fmt)
@@ -444,7 +451,14 @@ class _Endpoints:
     async def digest_page(self, request: Request) -> Response:
         """The digest as a web page (a browser may pass the token as ``?token=``)."""
         since, until = _period(request, "24h")
-        d = await asyncio.to_thread(build_digest, self.fw.store, since, until)
+        d = await asyncio.to_thread(
+            build_digest,
+            self.fw.store,
+            since,
+            until,
+            rules=request.query_params.getlist("rule"),
+            topics=request.query_params.getlist("topic"),
+        )
         body = await asyncio.to_thread(render_digest, d, "html")
         return HTMLResponse(body, headers=_HTML_HEADERS)
 
@@ -676,6 +690,18 @@ _UNTIL = _param(
     "End (exclusive), same forms as since; default now.",
     {"type": "string"},
 )
+_FILTERS = (
+    _param(
+        "rule",
+        "Only stories where this rule matched (repeatable).",
+        {"type": "array", "items": {"type": "string"}},
+    ),
+    _param(
+        "topic",
+        "Only stories with this topic (repeatable).",
+        {"type": "array", "items": {"type": "string"}},
+    ),
+)
 _ERROR = {"$ref": "#/components/responses/Error"}
 
 
@@ -848,6 +874,7 @@ def openapi_schema() -> dict[str, Any]:
                 params=[
                     _SINCE,
                     _UNTIL,
+                    *_FILTERS,
                     _param(
                         "format",
                         "json, text, md or html.",
@@ -874,6 +901,7 @@ def openapi_schema() -> dict[str, Any]:
                 params=[
                     _SINCE,
                     _UNTIL,
+                    *_FILTERS,
                     _param("token", "The API token.", {"type": "string"}),
                 ],
             )

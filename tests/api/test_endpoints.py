@@ -217,3 +217,15 @@ def test_openapi_describes_every_route(api: Api) -> None:
         p for p, item in doc["paths"].items() if item["get"].get("security") == []
     }
     assert open_paths == {"/healthz", "/readyz"}
+
+
+def test_digest_filters_by_topic_and_rule(api: Api) -> None:
+    everything = api.get("/api/digest").json()["stories"]
+    visits = api.get("/api/digest", params={"topic": "visit"}).json()["stories"]
+    assert visits and all("visit" in s["topics"] for s in visits)
+    assert len(visits) < len(everything)
+    rule = everything[0]["rules"][0]
+    by_rule = api.get("/api/digest", params=[("rule", rule), ("rule", "x")]).json()
+    assert all(rule in s["rules"] for s in by_rule["stories"])
+    none = api.get("/api/digest", params={"rule": "no-such-rule"}).json()["stories"]
+    assert none == []
