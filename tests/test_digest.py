@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import psycopg
+import pytest
 from feedserver import FeedServer
+from psycopg import sql
+from sqlalchemy import select
 
 from worker.config import (
+    DigestSchedule,
     FeedSettings,
     FetchSettings,
     FileChannelSettings,
@@ -18,9 +28,18 @@ from worker.config import (
 )
 from worker.core import make_feedwatch
 from worker.deliver import drain_outbox
-from worker.digest import build_digest, render_digest, send_digest
+from worker.digest import (
+    DIGEST_RUN_LEASE_SECONDS,
+    build_digest,
+    render_digest,
+    send_digest,
+    send_scheduled_digest,
+)
+from worker.errors import DeliveryError
 from worker.models import DeliveryStatus, utcnow
 from worker.poll import poll_once
+from worker.store.schema import deliveries
+from worker.store.sql import SqlStore
 
 FEED = """<?xml version="1.0"?><rss version="2.0"><channel><title>Wire &lt;b&gt;</title>
 <item><guid>a</guid><title>Leaders of China, Japan and South Korea to hold trilateral summit &lt;script&gt;alert(1)&lt;/script&gt;</title>
@@ -134,21 +153,189 @@ def test_empty_digest_says_so(tmp_path: Path) -> None:
 
 
 async def test_a_scheduled_digest_has_one_id_per_period(tmp_path: Path) -> None:
-    # Two replicas run the same cron job moments apart: receivers can drop the
-    # second copy only if both carry the same digest id.
-    from worker.channels.file import FileChannel
-    from worker.config import DigestSchedule
-    from worker.digest import send_scheduled_digest
-
+    # Two replicas run the same cron job moments apart: they name one period,
+    # so the second finds it claimed and sends nothing.
     schedule = DigestSchedule(name="daily", cron="0 8 * * *", channel="desk")
     settings = _settings(tmp_path, "http://127.0.0.1:9/feed.xml")
+    fired = datetime(2026, 5, 1, 8, 0, 0, 400_000, tzinfo=UTC)
     with make_feedwatch(settings) as fw:
         channel = fw.channels["desk"]
-        assert isinstance(channel, FileChannel)
-        first = await send_scheduled_digest(fw.store, channel, schedule)
-        second = await send_scheduled_digest(fw.store, channel, schedule)
+        first = await send_scheduled_digest(
+            fw.store, channel, schedule, worker_id="a", now=fired
+        )
+        second = await send_scheduled_digest(
+            fw.store,
+            channel,
+            schedule,
+            worker_id="b",
+            now=fired + timedelta(seconds=40),
+        )
         await channel.aclose()
-    if first.until.minute == second.until.minute:  # not across a minute boundary
-        assert first.id == second.id
-    assert first.until.second == 0 and first.until.microsecond == 0
+    assert first is not None and second is None
+    assert first.until == datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
     assert first.until - first.since == timedelta(days=1)
+    assert len((tmp_path / "desk.jsonl").read_text().splitlines()) == 1
+
+
+# -- replicas: one scheduled digest per period ------------------------------------------
+
+PG_ADMIN_URL = os.environ.get(
+    "FEEDWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(scope="module")
+def digest_pg_url() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this module (skips, or fails under CI,
+    without a server), dropped at the end."""
+    try:
+        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.Error as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required under CI: {e}")
+        pytest.skip(f"PostgreSQL unavailable: {e}")
+    name = f"feedwatch_test_{uuid.uuid4().hex[:12]}"
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        try:
+            info = admin.info
+            yield f"postgresql://{info.user}@{info.host}:{info.port}/{name}"
+        finally:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                    sql.Identifier(name)
+                )
+            )
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.external_service)]
+)
+def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database URL two replicas share: a SQLite file, or PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return str(request.getfixturevalue("digest_pg_url"))
+
+
+def _replica(tmp_path: Path, database: str, feed_url: str, name: str) -> Settings:
+    """One replica's settings: the shared database, its own file for channel desk
+    (quiet all night, then digest)."""
+    quiet = QuietHours(start="22:00", end="07:00", timezone="UTC", then="digest")
+    return Settings(
+        database=database,
+        feeds=(FeedSettings(url=feed_url),),
+        fetch=FetchSettings(allow_private_addresses=True),
+        channels=(
+            FileChannelSettings(
+                type="file",
+                name="desk",
+                path=str(tmp_path / f"{name}.jsonl"),
+                quiet_hours=quiet,
+            ),
+        ),
+    )
+
+
+def _lines(*paths: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for p in paths
+        if p.exists()
+        for line in p.read_text().splitlines()
+    ]
+
+
+async def test_two_replicas_send_one_scheduled_digest(
+    tmp_path: Path, feed_server: FeedServer, shared_db: str
+) -> None:
+    feed_server.set("/f.xml", FEED.encode())
+    url = feed_server.url("/f.xml")
+    schedule = DigestSchedule(name="daily", cron="0 8 * * *", channel="desk")
+    a = make_feedwatch(_replica(tmp_path, shared_db, url, "a"))
+    b = make_feedwatch(_replica(tmp_path, shared_db, url, "b"))
+    try:
+        a.sync_config_feeds()
+        assert (await poll_once(a, all_feeds=True)).alerts == 2
+        night = (utcnow() + timedelta(days=1)).replace(hour=23, minute=0, tzinfo=UTC)
+        held = await drain_outbox(
+            a.store, a.channels, a.settings.delivery, worker_id="a", now=lambda: night
+        )
+        assert held.held == 2
+
+        # The job fires after the alerts were raised (periods end on the minute).
+        fired = utcnow() + timedelta(minutes=1)
+        sent = await asyncio.gather(
+            send_scheduled_digest(
+                a.store, a.channels["desk"], schedule, worker_id="a", now=fired
+            ),
+            send_scheduled_digest(
+                b.store, b.channels["desk"], schedule, worker_id="b", now=fired
+            ),
+        )
+        [d] = [x for x in sent if x is not None]
+        assert len(sent) == 2
+        [line] = _lines(tmp_path / "a.jsonl", tmp_path / "b.jsonl")
+        assert line["type"] == "feedwatch.digest" and line["id"] == d.id
+        assert len(line["stories"]) == 2
+        # released once, by the digest that was sent
+        assert a.store.held_alerts("desk") == []
+        assert isinstance(a.store, SqlStore)
+        with a.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(deliveries.c.status, deliveries.c.digest_id)
+            ).all()
+        assert sorted(rows) == [("delivered", d.id), ("delivered", d.id)]
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_a_dead_claimers_digest_is_taken_over_after_the_lease(
+    tmp_path: Path, shared_db: str
+) -> None:
+    schedule = DigestSchedule(name="hourly", cron="0 * * * *", channel="desk")
+    url = "http://127.0.0.1:9/feed.xml"
+    (tmp_path / "dead.jsonl").mkdir()  # its sends fail: it claims, then "dies"
+    dead = make_feedwatch(_replica(tmp_path, shared_db, url, "dead"))
+    live = make_feedwatch(_replica(tmp_path, shared_db, url, "live"))
+    fired = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
+    try:
+        with pytest.raises(DeliveryError):
+            await send_scheduled_digest(
+                dead.store, dead.channels["desk"], schedule, worker_id="dead", now=fired
+            )
+        # Within the lease the run is still the dead worker's.
+        early = await send_scheduled_digest(
+            live.store,
+            live.channels["desk"],
+            schedule,
+            worker_id="live",
+            fired_at=fired,
+            now=fired + timedelta(seconds=DIGEST_RUN_LEASE_SECONDS - 1),
+        )
+        assert early is None and _lines(tmp_path / "live.jsonl") == []
+        late = await send_scheduled_digest(
+            live.store,
+            live.channels["desk"],
+            schedule,
+            worker_id="live",
+            fired_at=fired,
+            now=fired + timedelta(seconds=DIGEST_RUN_LEASE_SECONDS),
+        )
+        assert late is not None and late.until == fired
+        [line] = _lines(tmp_path / "live.jsonl")
+        assert line["id"] == late.id
+        # Sent: the period is never sent again, whoever asks and however late.
+        again = await send_scheduled_digest(
+            live.store,
+            live.channels["desk"],
+            schedule,
+            worker_id="other",
+            fired_at=fired,
+            now=fired + timedelta(days=1),
+        )
+        assert again is None and len(_lines(tmp_path / "live.jsonl")) == 1
+    finally:
+        await dead.aclose()
+        await live.aclose()

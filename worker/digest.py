@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +29,12 @@ __all__ = [
     "digest_payload",
     "render_digest",
 ]
+
+log = logging.getLogger(__name__)
+
+DIGEST_RUN_LEASE_SECONDS = 600.0
+"""How long a claimed, unsent scheduled digest stays its claimer's; longer than any
+send (the claimer is then taken for dead)."""
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("worker", "templates"),
@@ -212,13 +219,41 @@ async def send_digest(
 
 
 async def send_scheduled_digest(
-    store: Store, channel: Channel, schedule: DigestSchedule
-) -> Digest:
-    """Build the digest for the schedule's look-back and send it through its channel.
+    store: Store,
+    channel: Channel,
+    schedule: DigestSchedule,
+    *,
+    worker_id: str,
+    fired_at: datetime | None = None,
+    now: datetime | None = None,
+    lease_seconds: float = DIGEST_RUN_LEASE_SECONDS,
+) -> Digest | None:
+    """Send the schedule's digest for the period ending when the cron job fired,
+    unless another worker has claimed that run (then None, nothing sent).
 
-    The period ends at the minute the cron job fired, so every replica running
-    the job sends the digest under one id (receivers drop the copies)."""
-    until = utcnow().replace(second=0, microsecond=0)
-    return await send_digest(
-        store, channel, until - timedelta(seconds=schedule.since), until
+    The period ends on the whole minute of ``fired_at`` (default ``now``, default
+    the clock), so every replica running the job names the same period and claims
+    the same run; the store lets one of them send it. A claim never marked sent
+    (its sender died) is taken over by a run of the same period ``lease_seconds``
+    after it was made. ``feedwatch digest --send`` calls :func:`send_digest` and
+    claims nothing."""
+    clock = now or utcnow()
+    until = (fired_at or clock).replace(second=0, microsecond=0)
+    since = until - timedelta(seconds=schedule.since)
+    # The run is named by the period's digest id; the digest sent may start earlier
+    # (held alerts) and so carry another id.
+    run_id = Digest(since=since, until=until, generated_at=clock, stories=()).id
+    claimed = await asyncio.to_thread(
+        store.claim_digest_run, schedule.name, run_id, worker_id, clock, lease_seconds
     )
+    if not claimed:
+        log.info(
+            "digest %s of the period ending %s is claimed by another worker; "
+            "not sending it",
+            schedule.name,
+            until.isoformat(),
+        )
+        return None
+    d = await send_digest(store, channel, since, until)
+    await asyncio.to_thread(store.finish_digest_run, schedule.name, run_id, utcnow())
+    return d

@@ -94,7 +94,11 @@ class Daemon:
     async def digest(self, schedule: DigestSchedule) -> None:
         """Send one scheduled digest (the cron job)."""
         channel = self.fw.channels[schedule.channel]
-        d = await send_scheduled_digest(self.fw.store, channel, schedule)
+        d = await send_scheduled_digest(
+            self.fw.store, channel, schedule, worker_id=self.fw.worker_id
+        )
+        if d is None:
+            return
         log.info(
             "digest %s sent to %s: %d stories",
             schedule.name,

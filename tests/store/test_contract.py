@@ -675,3 +675,87 @@ def test_recent_item_counts(store: SqlStore) -> None:
     store.record_poll(PollIntent(feed=a, items=[*old, *new, *undated]))
     counts = store.recent_item_counts([a.id, b.id], at(-7 * 86400))
     assert counts == {a.id: 5, b.id: 0}
+
+
+# -- scheduled digest runs ------------------------------------------------------------
+
+
+def test_claim_digest_run_goes_to_the_first_claimer_only(store: SqlStore) -> None:
+    assert store.claim_digest_run("daily", "dg_1", W1, T0) is True
+    assert store.claim_digest_run("daily", "dg_1", W2, at(1)) is False
+    assert store.claim_digest_run("daily", "dg_1", W1, at(2)) is False
+    # another period, another schedule: separate runs
+    assert store.claim_digest_run("daily", "dg_2", W2, at(3)) is True
+    assert store.claim_digest_run("weekly", "dg_1", W2, at(4)) is True
+
+
+def test_unsent_digest_run_is_taken_over_after_its_lease(store: SqlStore) -> None:
+    assert store.claim_digest_run("daily", "dg_1", W1, T0, lease_seconds=600)
+    assert not store.claim_digest_run("daily", "dg_1", W2, at(599), lease_seconds=600)
+    assert store.claim_digest_run("daily", "dg_1", W2, at(600), lease_seconds=600)
+    # the taker's claim is fresh: the first worker cannot take it back at once
+    assert not store.claim_digest_run("daily", "dg_1", W1, at(601), lease_seconds=600)
+    store.finish_digest_run("daily", "dg_1", at(700))
+    # sent: never claimed again, however old the claim
+    assert not store.claim_digest_run("daily", "dg_1", W1, at(86400))
+
+
+def test_finish_digest_run_of_an_unclaimed_run_is_not_found(store: SqlStore) -> None:
+    store.claim_digest_run("daily", "dg_1", W1, T0)
+    with pytest.raises(NotFoundError, match="digest run"):
+        store.finish_digest_run("daily", "dg_other", at(1))
+
+
+def test_concurrent_digest_run_claims_have_one_winner(
+    store: SqlStore, open_stores: Callable[[], SqlStore]
+) -> None:
+    workers = [open_stores() for _ in range(4)]
+    got: list[bool] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(workers))
+
+    def run(index: int) -> None:
+        try:
+            workers[index].count_items()  # connect before the race starts
+            barrier.wait(timeout=10)
+            got.append(
+                workers[index].claim_digest_run("daily", "dg_1", f"w{index}", T0)
+            )
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(got) == [False, False, False, True]
+
+
+def test_concurrent_takeovers_of_a_dead_claim_have_one_winner(
+    store: SqlStore, open_stores: Callable[[], SqlStore]
+) -> None:
+    assert store.claim_digest_run("daily", "dg_1", "dead", T0)
+    workers = [open_stores() for _ in range(4)]
+    got: list[bool] = []
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(workers))
+
+    def run(index: int) -> None:
+        try:
+            workers[index].count_items()
+            barrier.wait(timeout=10)
+            got.append(
+                workers[index].claim_digest_run("daily", "dg_1", f"w{index}", at(3600))
+            )
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(got) == [False, False, False, True]

@@ -173,7 +173,8 @@ class Store(Protocol):
     (``known_item_ids``, ``record_poll``, ``recent_stories``); outbox
     (``claim_deliveries``, ``record_delivery``, ``redeliver``, ``delivered_times``,
     ``held_alerts``, ``release_held``, ``story_alerts``); queries
-    (``list_alerts``, ``get_alert``, ``stories``, ``count_items``).
+    (``list_alerts``, ``get_alert``, ``stories``, ``count_items``); scheduled
+    digests (``claim_digest_run``, ``finish_digest_run``).
     """
 
     url: str
@@ -420,4 +421,23 @@ class Store(Protocol):
     def push_fed_feeds(self, now: datetime, silent_since: datetime) -> set[int]:
         """Feeds with a verified, unexpired subscription whose last push (or, with
         none yet, verification) is at or after ``silent_since``."""
+        ...
+
+    # scheduled digests (worker.digest): one sender per schedule and period
+    def claim_digest_run(
+        self,
+        name: str,
+        digest_id: str,
+        worker_id: str,
+        now: datetime,
+        lease_seconds: float = 600.0,
+    ) -> bool:
+        """Claim the sending of digest ``digest_id`` of schedule ``name``: True only
+        for the first claimer, or for a later one once a claim never marked sent is
+        ``lease_seconds`` old (its sender died)."""
+        ...
+
+    def finish_digest_run(self, name: str, digest_id: str, now: datetime) -> None:
+        """The claimed digest was sent: it is never claimed again. NotFoundError if
+        it was never claimed."""
         ...

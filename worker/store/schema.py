@@ -36,6 +36,7 @@ __all__ = [
     "UTCDateTime",
     "alerts",
     "deliveries",
+    "digest_runs",
     "feeds",
     "include_name",
     "items",
@@ -246,6 +247,19 @@ subscriptions = Table(
     Column("last_error", Text),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Migration 0005: one row per scheduled digest and period, so only the replica that
+# claims it first sends it; a claim never marked sent may be taken over after a lease.
+digest_runs = Table(
+    "digest_runs",
+    metadata,
+    Column("schedule", Text, nullable=False),
+    Column("digest_id", Text, nullable=False),
+    Column("worker_id", Text, nullable=False),
+    Column("claimed_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+    PrimaryKeyConstraint("schedule", "digest_id"),
 )
 
 # -- full-text search (migration 0002) ------------------------------------------------

@@ -68,6 +68,7 @@ from worker.store.base import (
 from worker.store.schema import (
     alerts,
     deliveries,
+    digest_runs,
     feeds,
     items,
     matches,
@@ -1590,6 +1591,65 @@ class SqlStore:
             )
 
         return self._run("push_fed_feeds", work, write=False)
+
+    # -- scheduled digest runs (worker.digest) ------------------------------------
+
+    def claim_digest_run(
+        self,
+        name: str,
+        digest_id: str,
+        worker_id: str,
+        now: datetime,
+        lease_seconds: float = 600.0,
+    ) -> bool:
+        """Insert the run if absent (True); else take over a stale unsent claim."""
+        r = digest_runs.c
+
+        def work(conn: Connection) -> bool:
+            # RETURNING, not rowcount: psycopg reports no count for ON CONFLICT.
+            inserted = conn.execute(
+                self._insert(digest_runs)
+                .values(
+                    schedule=name,
+                    digest_id=digest_id,
+                    worker_id=worker_id,
+                    claimed_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[r.schedule, r.digest_id])
+                .returning(r.schedule)
+            ).all()
+            if inserted:
+                return True
+            # The WHERE is evaluated again on the row a concurrent taker committed
+            # (PostgreSQL) or under the write lock (SQLite): one taker wins.
+            taken = conn.execute(
+                update(digest_runs)
+                .where(
+                    r.schedule == name,
+                    r.digest_id == digest_id,
+                    r.sent_at.is_(None),
+                    r.claimed_at <= now - timedelta(seconds=lease_seconds),
+                )
+                .values(worker_id=worker_id, claimed_at=now)
+            )
+            return int(taken.rowcount) == 1
+
+        return self._run("claim_digest_run", work)
+
+    def finish_digest_run(self, name: str, digest_id: str, now: datetime) -> None:
+        """Mark the claimed run sent."""
+        r = digest_runs.c
+
+        def work(conn: Connection) -> None:
+            done = conn.execute(
+                update(digest_runs)
+                .where(r.schedule == name, r.digest_id == digest_id)
+                .values(sent_at=now)
+            )
+            if done.rowcount == 0:
+                raise NotFoundError("digest run", f"{name}/{digest_id}")
+
+        self._run("finish_digest_run", work)
 
 
 def _subscription_from_row(row: RowMapping) -> Subscription:
