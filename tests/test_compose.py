@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -345,6 +346,12 @@ def named_process(tmp_path: Path) -> Iterator[str]:
     script = tmp_path / name
     script.write_text("import sys\nsys.stdin.read()\n", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE)
+    # Until the child has exec'd, /proc shows the parent's command line: wait for it.
+    cmdline = Path(f"/proc/{proc.pid}/cmdline")
+    deadline = time.monotonic() + 10
+    while cmdline.exists() and name.encode() not in cmdline.read_bytes():
+        assert time.monotonic() < deadline, "the probe process never started"
+        time.sleep(0.01)
     try:
         yield name
     finally:

@@ -21,12 +21,14 @@ from feedserver import FeedServer
 from worker.config import FetchSettings
 from worker.errors import FetchError
 from worker.fetch import (
+    AddressRefused,
     Fetched,
     Fetcher,
     IPAddress,
     NotModified,
     _Decoder,
     _TooLarge,
+    allowed_addresses,
     build_user_agent,
     check_url_address,
     freshness_lifetime,
@@ -538,3 +540,154 @@ def _elapsed_for_three_slow_feeds(server: FeedServer, per_host: int) -> float:
 def test_per_host_limit_serialises_requests_to_one_host(server: FeedServer) -> None:
     assert _elapsed_for_three_slow_feeds(server, per_host=1) >= 0.85
     assert _elapsed_for_three_slow_feeds(server, per_host=3) < 0.85
+
+
+# -- DNS rebinding: the connection is filtered by the guard, not only the check --------
+
+PUBLIC = "93.184.216.34"
+
+
+class FakeDNS:
+    """A name resolver that answers from a script: the n-th lookup of a name gets
+    its n-th answer (the last one repeats), like a hostile DNS server with TTL 0.
+
+    A fake, because no real hostile DNS server can run on loopback; it replaces
+    getaddrinfo through ``Fetcher(resolve=...)`` for both the URL check and the
+    transport's own lookup, and records every lookup it answers.
+    """
+
+    def __init__(self, script: dict[str, list[list[str]]]) -> None:
+        self.script = script
+        self.lookups: list[str] = []
+
+    async def __call__(self, host: str, port: int) -> list[str]:
+        answers = self.script.get(host)
+        if answers is None:
+            raise socket.gaierror(socket.EAI_NONAME, f"{host} is not in the script")
+        n = self.lookups.count(host)
+        self.lookups.append(host)
+        return answers[min(n, len(answers) - 1)]
+
+
+async def fetch_with(
+    url: str, s: FetchSettings, dns: FakeDNS, **kw: Any
+) -> Fetched | NotModified:
+    async with Fetcher(s, version="1", resolve=dns, **kw) as f:
+        return await f.fetch(url)
+
+
+TRANSPORTS = pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+
+
+@TRANSPORTS
+def test_rebinding_to_loopback_is_refused_at_connect(
+    server: FeedServer, transport: str
+) -> None:
+    """The check sees a public address, the connection's lookup sees 127.0.0.1."""
+    server.set("/feed.xml", RSS)
+    dns = FakeDNS({"rebind.test": [[PUBLIC], ["127.0.0.1"]]})
+    url = f"http://rebind.test:{server.port}/feed.xml"
+    s = settings(allow_private_addresses=False, transport=transport)
+    with pytest.raises(FetchError) as info:
+        run(fetch_with(url, s, dns))
+    err = info.value
+    assert (err.stage, err.url) == ("address", url)
+    assert "refusing to connect to rebind.test (127.0.0.1: loopback" in str(err)
+    assert "fetch.allow_private_addresses" in str(err)
+    assert dns.lookups == ["rebind.test", "rebind.test"]  # the check, the connect
+    assert server.requests == []
+
+
+@TRANSPORTS
+def test_private_addresses_allowed_connects_through_the_resolver(
+    server: FeedServer, transport: str
+) -> None:
+    """With fetch.allow_private_addresses the same name fetches (no check, no
+    filter). The script answers 127.0.0.1 only: an unfiltered public first answer
+    would make the test connect off loopback."""
+    server.set("/feed.xml", RSS)
+    dns = FakeDNS({"rebind.test": [["127.0.0.1"]]})
+    url = f"http://rebind.test:{server.port}/feed.xml"
+    got = run(fetch_with(url, settings(transport=transport), dns))
+    assert isinstance(got, Fetched) and got.body == RSS
+    assert dns.lookups == ["rebind.test"]  # the connection's lookup only
+    assert server.requests[0].headers["host"] == f"rebind.test:{server.port}"
+
+
+@TRANSPORTS
+def test_rebinding_on_a_redirect_hop_is_refused(
+    server: FeedServer, transport: str
+) -> None:
+    """Every hop is checked and filtered: the second host rebinds to 127.0.0.2."""
+    only_server = ipaddress.ip_address("127.0.0.1")
+
+    def policy(ip: IPAddress) -> bool:
+        return ip == only_server
+
+    dns = FakeDNS(
+        {"ok.test": [["127.0.0.1"]], "evil.test": [["127.0.0.1"], ["127.0.0.2"]]}
+    )
+    server.redirect("/feed.xml", f"http://evil.test:{server.port}/inner", status=302)
+    server.set("/inner", RSS)
+    url = f"http://ok.test:{server.port}/feed.xml"
+    s = settings(allow_private_addresses=False, transport=transport)
+    with pytest.raises(FetchError) as info:
+        run(fetch_with(url, s, dns, allowed_address=policy))
+    err = info.value
+    assert (err.stage, err.url) == ("address", url)
+    assert f"after redirect to http://evil.test:{server.port}/inner" in str(err)
+    assert "evil.test (127.0.0.2: loopback" in str(err)
+    assert [r.path for r in server.requests] == ["/feed.xml"]
+
+
+@TRANSPORTS
+def test_connect_uses_only_the_allowed_addresses(
+    server: FeedServer, transport: str
+) -> None:
+    """A connect-time answer mixing refused and allowed addresses connects to an
+    allowed one."""
+    allowed = ipaddress.ip_address("127.0.0.1")
+    dns = FakeDNS({"mixed.test": [["127.0.0.1"], ["127.0.0.2", "127.0.0.1"]]})
+    server.set("/feed.xml", RSS)
+    url = f"http://mixed.test:{server.port}/feed.xml"
+    s = settings(allow_private_addresses=False, transport=transport)
+    got = run(fetch_with(url, s, dns, allowed_address=lambda ip: ip == allowed))
+    assert isinstance(got, Fetched) and got.body == RSS
+
+
+def test_allowed_addresses_filters_in_order_and_names_refusals() -> None:
+    dns = FakeDNS({"h.test": [["10.0.0.1", PUBLIC, "::1", "2606:4700::1111"]]})
+    kept = run(allowed_addresses("h.test", 80, allowed=is_public_address, resolve=dns))
+    assert kept == [PUBLIC, "2606:4700::1111"]
+    dns = FakeDNS({"h.test": [["10.0.0.1", "::1", "169.254.169.254"]]})
+    with pytest.raises(AddressRefused) as info:
+        run(allowed_addresses("h.test", 80, allowed=is_public_address, resolve=dns))
+    assert info.value.host == "h.test"
+    assert info.value.refused == (
+        ("10.0.0.1", "private"),
+        ("::1", "loopback"),
+        ("169.254.169.254", "cloud metadata"),
+    )
+    assert "refusing to connect to h.test (10.0.0.1: private" in str(info.value)
+
+
+@TRANSPORTS
+def test_unresolvable_name_at_connect_is_a_connect_error(transport: str) -> None:
+    # The check resolves, the connection's lookup fails: a connect error, not a crash.
+    dns = FakeDNS({"gone.test": [[PUBLIC]]})
+
+    async def flaky(host: str, port: int) -> list[str]:
+        if dns.lookups:
+            raise socket.gaierror(socket.EAI_NONAME, "gone now")
+        return await dns(host, port)
+
+    s = settings(allow_private_addresses=False, transport=transport)
+
+    async def go() -> None:
+        async with Fetcher(s, version="1", resolve=flaky) as f:
+            await f.fetch("http://gone.test:8/feed.xml")
+
+    with pytest.raises(FetchError) as info:
+        run(go())
+    assert info.value.stage == "connect"
+    assert "gone now" in str(info.value)

@@ -17,33 +17,43 @@ import types
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
+from typing import Any
 
+import httpcore
 import httpx
 
 from worker.config import FetchSettings
-from worker.errors import FetchError
+from worker.errors import FeedwatchError, FetchError
 
 __all__ = [
+    "AddressRefused",
     "Fetched",
     "Fetcher",
     "IPAddress",
     "NotModified",
+    "Resolve",
     "address_kind",
+    "allowed_addresses",
     "build_user_agent",
     "check_url_address",
     "freshness_lifetime",
+    "guarded_transport",
     "is_public_address",
     "parse_retry_after",
+    "system_resolve",
 ]
 
 log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolve = Callable[[str, int], Awaitable[Sequence[str]]]
+"""A name resolver: (host, port) -> IP address strings in preference order; raises
+OSError when the name does not resolve. ``system_resolve`` (getaddrinfo) by default."""
 
 _REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _PERMANENT_CODES = frozenset({301, 308})
@@ -215,11 +225,30 @@ def _parse_ip(text: str) -> IPAddress:
     return ipaddress.ip_address(text.split("%", 1)[0])
 
 
+async def system_resolve(host: str, port: int) -> list[str]:
+    """The addresses getaddrinfo gives for a host, in its order, without repeats."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+_PRIVATE_HINT = (
+    "feeds on private networks are refused unless fetch.allow_private_addresses is true"
+)
+
+
 async def check_url_address(
-    url: str, *, allowed: Callable[[IPAddress], bool] = is_public_address
+    url: str,
+    *,
+    allowed: Callable[[IPAddress], bool] = is_public_address,
+    resolve: Resolve = system_resolve,
 ) -> None:
     """Refuse (FetchError stage "address") a URL whose host resolves to any address
-    ``allowed`` rejects; by default anything but public unicast (SSRF guard)."""
+    ``allowed`` rejects; by default anything but public unicast (SSRF guard).
+
+    A second lookup at connect time may answer differently (DNS rebinding): the
+    transports of :func:`guarded_transport` filter what they connect to as well.
+    """
     try:
         parts = urllib.parse.urlsplit(url)
         host = parts.hostname
@@ -228,22 +257,233 @@ async def check_url_address(
         raise FetchError(url, "url", f"not a valid URL: {e}") from e
     if not host:
         raise FetchError(url, "url", "the URL has no host")
-    loop = asyncio.get_running_loop()
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as e:
+        addresses = await resolve(host, port)
+    except (OSError, UnicodeError) as e:
         raise FetchError(url, "connect", f"cannot resolve host {host!r}: {e}") from e
-    for info in infos:
-        ip = _parse_ip(str(info[4][0]))
+    for text in addresses:
+        ip = _parse_ip(text)
         if not allowed(ip):
             kind = address_kind(ip) or "disallowed"
             shown = host if host == str(ip) else f"{host} ({ip})"
             raise FetchError(
                 url,
                 "address",
-                f"refusing to fetch from {shown}: {kind} address; feeds on private "
-                "networks are refused unless fetch.allow_private_addresses is true",
+                f"refusing to fetch from {shown}: {kind} address; {_PRIVATE_HINT}",
             )
+
+
+class AddressRefused(FeedwatchError):
+    """Every address a host resolved to at connect time is refused by the guard.
+
+    Raised by :func:`guarded_transport`'s transports through the httpx call; the
+    fetch and WebSub code turn it into their own error naming the URL.
+    """
+
+    def __init__(self, host: str, refused: Sequence[tuple[str, str]]) -> None:
+        self.host = host
+        self.refused = tuple(refused)
+        """(address, kind) pairs, e.g. ("127.0.0.1", "loopback")."""
+        shown = ", ".join(f"{ip}: {kind}" for ip, kind in self.refused) or "none"
+        super().__init__(
+            f"refusing to connect to {host} ({shown} address); {_PRIVATE_HINT}"
+        )
+
+
+async def allowed_addresses(
+    host: str,
+    port: int,
+    *,
+    allowed: Callable[[IPAddress], bool],
+    resolve: Resolve = system_resolve,
+) -> list[str]:
+    """Resolve ``host`` and keep the addresses ``allowed`` accepts, in order: what a
+    guarded connection may use. Raises AddressRefused if none is left, OSError if
+    the name does not resolve."""
+    kept: list[str] = []
+    refused: list[tuple[str, str]] = []
+    for text in await resolve(host, port):
+        try:
+            ip = _parse_ip(text)
+        except ValueError:
+            refused.append((text, "unreadable"))
+            continue
+        if allowed(ip):
+            kept.append(text)
+        else:
+            refused.append((str(ip), address_kind(ip) or "disallowed"))
+    if not kept:
+        raise AddressRefused(host, refused)
+    return kept
+
+
+def _allow_all(ip: IPAddress) -> bool:
+    return True
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore network backend that connects only to addresses the guard allows.
+
+    The pool still hands TLS the URL's host name (SNI and certificate check), and
+    the Host header comes from the request, so only the socket's peer is pinned.
+    """
+
+    def __init__(self, allowed: Callable[[IPAddress], bool], resolve: Resolve) -> None:
+        self._allowed = allowed
+        self._resolve = resolve
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        try:
+            addresses = await allowed_addresses(
+                host, port, allowed=self._allowed, resolve=self._resolve
+            )
+        except (OSError, UnicodeError) as e:
+            raise httpcore.ConnectError(f"cannot resolve host {host!r}: {e}") from e
+        last: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as e:
+                last = e
+        assert last is not None  # allowed_addresses never returns an empty list
+        raise last
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(
+            path, timeout=timeout, socket_options=socket_options
+        )
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def _httpx_transport(
+    limits: httpx.Limits,
+    allowed: Callable[[IPAddress], bool] | None,
+    resolve: Resolve | None,
+) -> httpx.AsyncBaseTransport:
+    transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
+    if allowed is None and resolve is None:
+        return transport
+    # httpx takes no network backend, so its pool is replaced by an equal one that
+    # has ours (the attribute httpx's transport sends through).
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=_GuardedBackend(
+            allowed or _allow_all, resolve or system_resolve
+        ),
+    )
+    return transport
+
+
+def _aiohttp_transport(
+    limits: httpx.Limits,
+    allowed: Callable[[IPAddress], bool] | None,
+    resolve: Resolve | None,
+) -> httpx.AsyncBaseTransport | None:
+    try:
+        import aiohttp
+        from aiohttp.abc import AbstractResolver, ResolveResult
+        from httpx_aiohttp import AiohttpTransport
+    except ImportError:
+        log.warning("httpx-aiohttp is not installed; using httpx's own transport")
+        return None
+    transport = AiohttpTransport(limits=limits, trust_env=False)
+    if allowed is None and resolve is None:
+        return transport
+    check = allowed or _allow_all
+    lookup = resolve or system_resolve
+
+    class GuardedResolver(AbstractResolver):
+        """aiohttp resolver returning only the addresses the guard allows."""
+
+        async def resolve(
+            self, host: str, port: int = 0, family: int = socket.AF_INET
+        ) -> list[ResolveResult]:
+            # AddressRefused is no OSError, so aiohttp and httpx-aiohttp let it
+            # through unchanged; an OSError becomes a connect error as usual.
+            addresses = await allowed_addresses(
+                host, port, allowed=check, resolve=lookup
+            )
+            found: list[ResolveResult] = []
+            for address in addresses:
+                fam = socket.AF_INET6 if ":" in address else socket.AF_INET
+                if family in (socket.AF_UNSPEC, fam):
+                    found.append(
+                        {
+                            "hostname": host,
+                            "host": address,
+                            "port": port,
+                            "family": fam,
+                            "proto": 0,
+                            "flags": socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+                        }
+                    )
+            if not found:
+                raise OSError(f"no allowed address of the requested family for {host}")
+            return found
+
+        async def close(self) -> None:
+            pass
+
+    def session() -> aiohttp.ClientSession:
+        # What httpx-aiohttp builds itself, plus the resolver; called in the loop.
+        connector = aiohttp.TCPConnector(
+            keepalive_timeout=limits.keepalive_expiry,
+            ssl=transport.ssl_context,
+            limit=limits.max_connections or 0,
+            resolver=GuardedResolver(),
+        )
+        return aiohttp.ClientSession(connector=connector)
+
+    transport.client = session
+    return transport
+
+
+def guarded_transport(
+    kind: str,
+    *,
+    max_connections: int = 100,
+    allowed: Callable[[IPAddress], bool] | None = is_public_address,
+    resolve: Resolve | None = None,
+) -> httpx.AsyncBaseTransport:
+    """An httpx transport (``kind`` "aiohttp" or "httpx") whose connections go only
+    to addresses ``allowed`` accepts, judged on the very lookup the connection
+    uses (no DNS rebinding between a check and the connect).
+
+    ``allowed=None`` filters nothing (``fetch.allow_private_addresses``); ``resolve``
+    replaces getaddrinfo (tests). Refusals raise AddressRefused from the request.
+    """
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    if kind == "aiohttp":
+        transport = _aiohttp_transport(limits, allowed, resolve)
+        if transport is not None:
+            return transport
+    return _httpx_transport(limits, allowed, resolve)
 
 
 class _Decoder:
@@ -328,7 +568,9 @@ class Fetcher:
 
     ``allow_files`` lets ``file://`` URLs be read (CLI and configured file feeds);
     ``allowed_address`` replaces the public-address policy of the SSRF guard (used
-    when ``settings.allow_private_addresses`` is false).
+    when ``settings.allow_private_addresses`` is false), which both checks each URL
+    and filters the addresses the transport connects to; ``resolve`` replaces
+    getaddrinfo for both (tests).
     """
 
     def __init__(
@@ -339,34 +581,30 @@ class Fetcher:
         allow_files: bool = False,
         max_connections: int = 100,
         allowed_address: Callable[[IPAddress], bool] = is_public_address,
+        resolve: Resolve | None = None,
     ) -> None:
         self.settings = settings
         self.user_agent = build_user_agent(settings, version)
         self.allow_files = allow_files
         self._max_connections = max_connections
         self._allowed_address = allowed_address
+        self._resolve = resolve
         self._client: httpx.AsyncClient | None = None
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
-    def _transport(self) -> httpx.AsyncBaseTransport | None:
-        """The aiohttp transport if configured and installed, else httpx's own (None).
+    def _transport(self) -> httpx.AsyncBaseTransport:
+        """The aiohttp transport if configured and installed, else httpx's own; both
+        filtered by the SSRF guard unless private addresses are allowed.
 
         A single httpx connection pool spends most of its CPU in pool bookkeeping
         past ~16 connections (encode/httpcore#1035); aiohttp's pool does not.
         """
-        if self.settings.transport != "aiohttp":
-            return None
-        try:
-            from httpx_aiohttp import AiohttpTransport
-        except ImportError:
-            log.warning("httpx-aiohttp is not installed; using httpx's own transport")
-            return None
-        return AiohttpTransport(
-            limits=httpx.Limits(
-                max_connections=self._max_connections,
-                max_keepalive_connections=self._max_connections,
-            ),
-            trust_env=False,
+        guard = not self.settings.allow_private_addresses
+        return guarded_transport(
+            self.settings.transport,
+            max_connections=self._max_connections,
+            allowed=self._allowed_address if guard else None,
+            resolve=self._resolve,
         )
 
     async def __aenter__(self) -> Fetcher:
@@ -385,6 +623,8 @@ class Fetcher:
                 max_keepalive_connections=min(20, self._max_connections),
             ),
             follow_redirects=False,
+            # Proxies from the environment would connect past the address guard.
+            trust_env=False,
         )
         return self
 
@@ -510,10 +750,16 @@ class Fetcher:
         only_permanent = True
         for _hop in range(self.settings.max_redirects + 1):
             if not self.settings.allow_private_addresses:
-                await check_url_address(current, allowed=self._allowed_address)
+                await check_url_address(
+                    current,
+                    allowed=self._allowed_address,
+                    resolve=self._resolve or system_resolve,
+                )
             try:
                 request = client.build_request("GET", current, headers=headers)
                 response = await client.send(request, stream=True)
+            except AddressRefused as e:
+                raise FetchError(current, "address", e.message) from e
             except httpx.InvalidURL as e:
                 raise FetchError(current, "url", f"not a valid URL: {e}") from e
             except httpx.HTTPError as e:

@@ -28,7 +28,15 @@ from starlette.routing import Route
 from worker import __version__
 from worker.config import Settings
 from worker.errors import FeedError, FeedwatchError, NotFoundError, StoreError
-from worker.fetch import build_user_agent, check_url_address
+from worker.fetch import (
+    AddressRefused,
+    Resolve,
+    build_user_agent,
+    check_url_address,
+    guarded_transport,
+    is_public_address,
+    system_resolve,
+)
 from worker.models import FeedStatus, utcnow
 from worker.store.base import Subscription, SubscriptionState
 
@@ -316,11 +324,12 @@ async def _ask_hub(
     settings: Settings,
     sub: Subscription,
     form: Mapping[str, str],
+    resolve: Resolve | None = None,
 ) -> None:
     hub = sub.hub
     if not settings.fetch.allow_private_addresses:
         try:
-            await check_url_address(hub)
+            await check_url_address(hub, resolve=resolve or system_resolve)
         except FeedError as e:
             raise HubError(hub, sub.topic, str(e).removeprefix(f"{hub}: ")) from e
     # The hub comes from an untrusted feed: read at most a snippet of its answer,
@@ -337,6 +346,9 @@ async def _ask_hub(
                     start += chunk
                     if len(start) >= _HUB_SNIPPET:
                         break
+    except AddressRefused as e:
+        # The connect-time lookup answered differently from the check (rebinding).
+        raise HubError(hub, sub.topic, f"address: {e}") from e
     except httpx.HTTPError as e:
         detail = str(e) or type(e).__name__
         raise HubError(hub, sub.topic, f"request failed: {detail}") from e
@@ -359,11 +371,15 @@ async def sync_subscriptions(
     now: datetime | None = None,
     lease_seconds: int = DEFAULT_LEASE,
     client: httpx.AsyncClient | None = None,
+    resolve: Resolve | None = None,
 ) -> SyncReport:
     """Expire ended leases, then send a subscribe request for every subscription
     :func:`due_action` says is due (new hubs, unverified, ending leases, old
     denials) of a feed that is not disabled. Hub failures are kept on the row
-    (``last_error``) and retried at a later run; StoreError propagates."""
+    (``last_error``) and retried at a later run; StoreError propagates.
+
+    The own client connects only to addresses the SSRF guard allows (unless
+    ``fetch.allow_private_addresses``); ``resolve`` replaces getaddrinfo (tests)."""
     now = now or utcnow()
     store = fw.store
     report = SyncReport()
@@ -383,6 +399,14 @@ async def sync_subscriptions(
     settings = fw.settings
     own = client is None
     http = client or httpx.AsyncClient(
+        transport=guarded_transport(
+            "httpx",
+            max_connections=10,
+            allowed=None
+            if settings.fetch.allow_private_addresses
+            else is_public_address,
+            resolve=resolve,
+        ),
         headers={"User-Agent": build_user_agent(settings.fetch, __version__)},
         timeout=httpx.Timeout(
             settings.fetch.timeout, connect=settings.fetch.connect_timeout
@@ -408,7 +432,7 @@ async def sync_subscriptions(
                 "hub.secret": secret,
             }
             try:
-                await _ask_hub(http, settings, sub, form)
+                await _ask_hub(http, settings, sub, form, resolve)
             except HubError as e:
                 log.warning("websub: feed %d: %s", sub.feed_id, e)
                 report.failed[sub.feed_id] = str(e)
