@@ -14,8 +14,8 @@ import shlex
 import socket
 import subprocess
 import sys
-import tomllib
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
