@@ -76,11 +76,11 @@ def _sha(text: str) -> str:
 
 
 def test_route_admits_by_rule_and_topic_filters() -> None:
-    alert = sample_alert()  # rule leader-visit, topic leader_visit
+    alert = sample_alert()  # rule visit-official-travel, topic visit
     channels: list[ChannelSettings] = [
         ConsoleChannelSettings(type="console", name="all"),
         FileChannelSettings(
-            type="file", name="by-rule", path="x", rules=("leader-visit",)
+            type="file", name="by-rule", path="x", rules=("visit-official-travel",)
         ),
         FileChannelSettings(
             type="file", name="other-rule", path="x", rules=("summit",)
@@ -89,7 +89,7 @@ def test_route_admits_by_rule_and_topic_filters() -> None:
             type="webhook",
             name="by-topic",
             url="http://127.0.0.1/",
-            topics=("leader_visit",),
+            topics=("visit",),
         ),
         WebhookChannelSettings(
             type="webhook",
@@ -101,14 +101,14 @@ def test_route_admits_by_rule_and_topic_filters() -> None:
             type="email",
             name="both",
             to=("a@example.org",),
-            rules=("leader-visit",),
-            topics=("summit", "leader_visit"),
+            rules=("visit-official-travel",),
+            topics=("summit", "visit"),
         ),
         EmailChannelSettings(
             type="email",
             name="rule-but-not-topic",
             to=("a@example.org",),
-            rules=("leader-visit",),
+            rules=("visit-official-travel",),
             topics=("summit",),
         ),
     ]
@@ -117,10 +117,10 @@ def test_route_admits_by_rule_and_topic_filters() -> None:
 
 
 def test_route_filters_by_severity_and_any_rule_that_fired() -> None:
-    alert = sample_alert()  # severity high; rules fired: leader-visit
+    alert = sample_alert()  # severity high; rules fired: visit-official-travel
     both = sample_alert(
         decision=alert.decision.model_copy(
-            update={"rules": ("leader-visit", "summit-announced")}
+            update={"rules": ("visit-official-travel", "summit-named")}
         )
     )
     unrated = sample_alert(severity=None)
@@ -130,9 +130,7 @@ def test_route_filters_by_severity_and_any_rule_that_fired() -> None:
         ConsoleChannelSettings(
             type="console", name="unrated", severities=("none", "low")
         ),
-        ConsoleChannelSettings(
-            type="console", name="summits", rules=("summit-announced",)
-        ),
+        ConsoleChannelSettings(type="console", name="summits", rules=("summit-named",)),
     ]
     assert route(alert, channels) == ["high"]
     assert route(unrated, channels) == ["unrated"]
@@ -365,8 +363,8 @@ def test_render_alert_envelope() -> None:
         "Link:      https://news.example/xi-lee",
         "Published: 2025-01-03 09:30 UTC",
         "Event:     visit/summit (announced): Lee Jae-myung (KR) visiting Xi Jinping (CN)",
-        "Rules:     leader-visit (topics: leader_visit; severity: high; score: 0.92)",
-        '[leader-visit] summary: "Xi Jinping" (actor: Xi Jinping)',
+        "Rules:     visit-official-travel (topics: visit; severity: high; score: 0.92)",
+        '[visit-official-travel] summary: "Xi Jinping" (actor: Xi Jinping)',
         "Also reported by:",
         "Other Wire: Lee heads to Beijing for state visit with Xi "
         "<https://wire.example/lee-beijing>",
@@ -400,7 +398,7 @@ def test_render_update_names_the_new_status_and_the_superseded_alert() -> None:
     held = base.decision.event.model_copy(update={"status": EventStatus.HELD})
     alert = base.model_copy(
         update={
-            "id": alert_id("st_xi_lee", "leader-visit", "held"),
+            "id": alert_id("st_xi_lee", "visit-official-travel", "held"),
             "supersedes": base.id,
             "decision": base.decision.model_copy(update={"event": held}),
         }
@@ -451,14 +449,14 @@ def test_subject_falls_back_to_topics_then_rule() -> None:
             "decision": base.decision.model_copy(update={"event": None}),
         }
     )
-    assert render_alert(no_event).subject.startswith("[feedwatch] leader_visit: ")
+    assert render_alert(no_event).subject.startswith("[feedwatch] visit: ")
     bare = no_event.model_copy(
         update={
             "topics": (),
             "item": base.item.model_copy(update={"title": "", "source": None}),
         }
     )
-    assert render_alert(bare).subject == "[feedwatch] leader-visit: (untitled)"
+    assert render_alert(bare).subject == "[feedwatch] visit-official-travel: (untitled)"
 
 
 # ------------------------------------------------------------------- sanitizers

@@ -68,13 +68,13 @@ def sample_alert(**changes: Any) -> Alert:
     decision = Decision(
         id=item.id,
         alert=True,
-        topics=("leader_visit",),
-        rules=("leader-visit",),
+        topics=("visit",),
+        rules=("visit-official-travel",),
         score=0.92,
         severity="high",
         evidence=(
             Evidence(
-                rule="leader-visit",
+                rule="visit-official-travel",
                 field="title",
                 start=11,
                 end=15,
@@ -82,7 +82,7 @@ def sample_alert(**changes: Any) -> Alert:
                 kind="phrase",
             ),
             Evidence(
-                rule="leader-visit",
+                rule="visit-official-travel",
                 field="summary",
                 start=93,
                 end=103,
@@ -117,9 +117,9 @@ def sample_alert(**changes: Any) -> Alert:
         ),
     )
     fields: dict[str, Any] = {
-        "id": alert_id(story.id, "leader-visit"),
+        "id": alert_id(story.id, "visit-official-travel"),
         "story_id": story.id,
-        "rule": "leader-visit",
+        "rule": "visit-official-travel",
         "topics": decision.topics,
         "severity": decision.severity,
         "score": decision.score,
