@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from feedserver import FeedServer
+from pg import PgDatabases, connect_admin
 from receivers import SmtpReceiver, WebhookReceiver
 
 from worker.demo.server import CONTENT_TYPES, feed_files, load_expected
@@ -59,3 +60,14 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     """Write a YAML config (JSON is YAML) and return its path."""
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def pg_databases() -> Iterator[PgDatabases]:
+    """Fresh PostgreSQL databases on demand (skips, or fails under CI, without one)."""
+    with connect_admin() as admin:
+        databases = PgDatabases(admin)
+        try:
+            yield databases
+        finally:
+            databases.drop_all()

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from feedserver import FeedServer
-from psycopg import sql
+from pg import PgDatabases
 from sqlalchemy import select
 
 from worker.config import (
@@ -179,33 +175,11 @@ async def test_a_scheduled_digest_has_one_id_per_period(tmp_path: Path) -> None:
 
 # -- replicas: one scheduled digest per period ------------------------------------------
 
-PG_ADMIN_URL = os.environ.get(
-    "FEEDWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
-
 
 @pytest.fixture(scope="module")
-def digest_pg_url() -> Iterator[str]:
-    """A throwaway PostgreSQL database for this module (skips, or fails under CI,
-    without a server), dropped at the end."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required under CI: {e}")
-        pytest.skip(f"PostgreSQL unavailable: {e}")
-    name = f"feedwatch_test_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            info = admin.info
-            yield f"postgresql://{info.user}@{info.host}:{info.port}/{name}"
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)
-                )
-            )
+def digest_pg_url(pg_databases: PgDatabases) -> str:
+    """A throwaway PostgreSQL database for this module, dropped at the end."""
+    return pg_databases.create()
 
 
 @pytest.fixture(

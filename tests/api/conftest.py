@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
+from pg import PgDatabases
 from starlette.applications import Starlette
 
 from worker.api import create_app, serve_api
@@ -28,9 +25,6 @@ from worker.store.sql import SqlStore
 from .data import Dataset, populate
 
 TOKEN = "s3cret-token"
-PG_ADMIN_URL = os.environ.get(
-    "FEEDWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
 START_TIMEOUT = 15.0
 
 
@@ -145,55 +139,10 @@ def sqlite_url(tmp_path: Path) -> str:
 # -- PostgreSQL ------------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL is required under CI: {reason}")
-    pytest.skip(f"PostgreSQL unavailable: {reason}")
-
-
-class PgDatabases:
-    """Creates uniquely named databases on the test server; drops them all at the end."""
-
-    def __init__(self, admin: psycopg.Connection[tuple[Any, ...]]) -> None:
-        self.admin = admin
-        self.names: list[str] = []
-
-    def create(self) -> str:
-        """A new empty database; returns its ``postgresql://`` URL."""
-        name = f"feedwatch_api_{uuid.uuid4().hex[:12]}"
-        self.admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.names.append(name)
-        info = self.admin.info
-        return f"postgresql://{info.user}@{info.host}:{info.port}/{name}"
-
-    def drop_all(self) -> None:
-        for name in self.names:
-            self.admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)
-                )
-            )
-
-
 @pytest.fixture(scope="session")
-def api_pg_databases() -> Iterator[PgDatabases]:
-    """Fresh PostgreSQL databases on demand (skips, or fails under CI, without one)."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as e:
-        _unavailable(str(e).strip())
-    with admin:
-        databases = PgDatabases(admin)
-        try:
-            yield databases
-        finally:
-            databases.drop_all()
-
-
-@pytest.fixture(scope="session")
-def api_pg_shared(api_pg_databases: PgDatabases) -> str:
+def api_pg_shared(pg_databases: PgDatabases) -> str:
     """One migrated PostgreSQL database for the session (tests empty it first)."""
-    url = api_pg_databases.create()
+    url = pg_databases.create()
     with make_feedwatch(settings_for(url)):
         pass
     return url

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from alembic import command
 from alembic.config import Config
+from pg import PgDatabases
 from sqlalchemy import text
 
 from worker.models import Feed, Item, utcnow
@@ -15,7 +16,7 @@ from worker.store import open_store
 from worker.store.base import PollIntent
 from worker.store.sql import MIGRATIONS_DIR, SearchQuery, SqlStore, parse_search
 
-from .conftest import PgDatabases, running_api
+from .conftest import running_api
 from .data import SUMMARY_WORD, SUMMIT_TITLE
 
 
@@ -145,8 +146,8 @@ def test_parse_search() -> None:
 
 
 @pytest.mark.external_service
-def test_postgres_search_uses_the_gin_index(api_pg_databases: PgDatabases) -> None:
-    url = api_pg_databases.create()
+def test_postgres_search_uses_the_gin_index(pg_databases: PgDatabases) -> None:
+    url = pg_databases.create()
     with open_store(url) as store:
         store.migrate()
         _store_items(store, VISIT, SUMMIT, OTHER)
@@ -161,8 +162,8 @@ def test_postgres_search_uses_the_gin_index(api_pg_databases: PgDatabases) -> No
 
 
 @pytest.mark.external_service
-def test_api_search_on_postgres(api_pg_databases: PgDatabases) -> None:
-    with running_api(api_pg_databases.create()) as served:
+def test_api_search_on_postgres(pg_databases: PgDatabases) -> None:
+    with running_api(pg_databases.create()) as served:
         found = served.get("/api/items", params={"q": SUMMARY_WORD}).json()["items"]
         assert [i["title"] for i in found] == [SUMMIT_TITLE]
         assert served.get("/api/items", params={"q": "volcano"}).json()["items"] == []

@@ -3,67 +3,14 @@ PostgreSQL (a database created for the session on 127.0.0.1:5432, dropped after)
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
-from typing import NoReturn
 
-import psycopg
 import pytest
-from psycopg import sql
+from pg import PgDatabases
 
 from worker.store import open_store
 from worker.store.schema import metadata
 from worker.store.sql import SqlStore
-
-PG_ADMIN_URL = os.environ.get(
-    "FEEDWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
-
-
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL is required under CI: {reason}")
-    pytest.skip(f"PostgreSQL unavailable: {reason}")
-
-
-class PgDatabases:
-    """Creates uniquely named databases on the test server; drops them all at the end."""
-
-    def __init__(self, admin: psycopg.Connection[tuple[object, ...]]) -> None:
-        self.admin = admin
-        self.names: list[str] = []
-
-    def create(self) -> str:
-        """A new empty database; returns its ``postgresql://`` URL."""
-        name = f"feedwatch_test_{uuid.uuid4().hex[:12]}"
-        self.admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        self.names.append(name)
-        info = self.admin.info
-        return f"postgresql://{info.user}@{info.host}:{info.port}/{name}"
-
-    def drop_all(self) -> None:
-        for name in self.names:
-            self.admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)
-                )
-            )
-
-
-@pytest.fixture(scope="session")
-def pg_databases() -> Iterator[PgDatabases]:
-    """Fresh PostgreSQL databases on demand (skips, or fails under CI, without a server)."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as e:
-        _unavailable(str(e).strip())
-    with admin:
-        databases = PgDatabases(admin)
-        try:
-            yield databases
-        finally:
-            databases.drop_all()
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,12 @@ import logging
 import threading
 
 import pytest
+from pg import PgDatabases
 from sqlalchemy import Connection, text
 
 from worker.errors import StoreError
 from worker.store import open_store
 from worker.store.postgres import PostgresStore
-
-from .conftest import PgDatabases
 
 pytestmark = pytest.mark.external_service
 

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
+from pg import PgDatabases
 
 from worker.api import create_app, serve_api
 from worker.config import (
@@ -35,9 +32,6 @@ from worker.websub import WebSubCallback
 
 from .hub import Hub
 
-PG_ADMIN_URL = os.environ.get(
-    "FEEDWATCH_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
-)
 TOKEN = "websub-test-token"
 START_TIMEOUT = 15.0
 
@@ -165,34 +159,13 @@ def hub() -> Iterator[Hub]:
 # -- databases -------------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"PostgreSQL is required under CI: {reason}")
-    pytest.skip(f"PostgreSQL unavailable: {reason}")
-
-
 @pytest.fixture(scope="session")
-def websub_pg_url() -> Iterator[str]:
+def websub_pg_url(pg_databases: PgDatabases) -> str:
     """A migrated PostgreSQL database for the session, dropped at the end."""
-    try:
-        admin = psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.Error as e:
-        _unavailable(str(e).strip())
-    name = f"feedwatch_websub_{uuid.uuid4().hex[:12]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            info = admin.info
-            url = f"postgresql://{info.user}@{info.host}:{info.port}/{name}"
-            with open_store(url) as store:
-                store.migrate()
-            yield url
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(name)
-                )
-            )
+    url = pg_databases.create()
+    with open_store(url) as store:
+        store.migrate()
+    return url
 
 
 @pytest.fixture(
