@@ -3,9 +3,7 @@ server, and a store on SQLite (a file in tmp_path) or PostgreSQL (127.0.0.1:5432
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,9 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from apiserver import serving as serving_app
 from pg import PgDatabases
 
-from worker.api import create_app, serve_api
+from worker.api import create_app
 from worker.config import (
     ApiSettings,
     FeedSettings,
@@ -33,7 +32,6 @@ from worker.websub import WebSubCallback
 from .hub import Hub
 
 TOKEN = "websub-test-token"
-START_TIMEOUT = 15.0
 
 ATOM = """<?xml version="1.0" encoding="utf-8"?>
 <feed xmlns="http://www.w3.org/2005/Atom">
@@ -62,45 +60,13 @@ def atom(*entries: tuple[str, str, str], links: str = "") -> bytes:
 
 @contextlib.contextmanager
 def serving(fw: Feedwatch) -> Iterator[tuple[str, WebSubCallback]]:
-    """The API of ``fw`` on 127.0.0.1:0 in a thread with its own event loop; yields
-    its base URL and its WebSub callback; stops and joins it."""
+    """The API of ``fw`` on 127.0.0.1:0 (tests/apiserver.py); yields its base URL and
+    its WebSub callback."""
     app = create_app(fw)
     callback = app.state.websub
     assert isinstance(callback, WebSubCallback)
-    started = threading.Event()
-    state: dict[str, Any] = {}
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        state["loop"], state["stop"] = asyncio.get_running_loop(), stop
-
-        def on_started(host: str, port: int) -> None:
-            state["url"] = f"http://{host}:{port}"
-            started.set()
-
-        await serve_api(app, "127.0.0.1", 0, stop, on_started=on_started)
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as e:
-            state["error"] = e
-        finally:
-            started.set()
-
-    thread = threading.Thread(target=run, name="websub-api", daemon=True)
-    thread.start()
-    try:
-        assert started.wait(START_TIMEOUT), "the API server did not start"
-        if "error" in state:
-            raise state["error"]
-        yield state["url"], callback
-    finally:
-        if "loop" in state:
-            with contextlib.suppress(RuntimeError):
-                state["loop"].call_soon_threadsafe(state["stop"].set)
-        thread.join(START_TIMEOUT)
-        assert not thread.is_alive(), "the API server did not stop"
+    with serving_app(app) as url:
+        yield url, callback
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
