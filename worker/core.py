@@ -1,4 +1,4 @@
-"""The composition root: builds the store, rules, channels and fetcher from Settings.
+"""The composition root: builds the store, rules, channels and metrics from Settings.
 
 The CLI, the scheduler and the demo all receive a Feedwatch; nothing is global.
 """
