@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -30,6 +31,8 @@ from worker.store.sql import MIGRATIONS_DIR, SqlStore
 from .helpers import T0, alert, at, decision, feed, item, poll, story
 
 W1, W2 = "worker-1", "worker-2"
+# What a StoreError wraps: SQLAlchemy's error, or sqlite3's own (FastSQLiteStore).
+DRIVER_ERRORS = (SQLAlchemyError, sqlite3.Error)
 
 
 def _count(store: SqlStore, table: object) -> int:
@@ -228,7 +231,7 @@ def test_failed_poll_leaves_nothing_half_written(store: SqlStore) -> None:
     with pytest.raises(StoreError) as info:
         store.record_poll(bad)
     assert "record_poll" in str(info.value)
-    assert isinstance(info.value.__cause__, SQLAlchemyError)
+    assert isinstance(info.value.__cause__, DRIVER_ERRORS)
 
     assert store.count_items() == 0
     assert store.list_alerts() == []
@@ -560,7 +563,7 @@ def test_store_error_wraps_driver_errors(
     with open_store(url) as unmigrated, pytest.raises(StoreError) as info:
         unmigrated.list_feeds()
     assert "list_feeds failed on" in str(info.value)
-    assert isinstance(info.value.__cause__, SQLAlchemyError)
+    assert isinstance(info.value.__cause__, DRIVER_ERRORS)
     assert not isinstance(info.value, NotFoundError)
 
 

@@ -6,35 +6,60 @@ unmigrated :class:`Store` (call ``store.migrate()`` before use).
 
 from __future__ import annotations
 
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import StoreError
 from worker.store.base import Store
-from worker.store.sql import SqlStore
+from worker.store.fastsqlite import FastSQLiteStore, sqlite_file_url
 
-__all__ = ["SqlStore", "Store", "open_store"]
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+    from worker.store.sql import SqlStore
+
+__all__ = ["FastSQLiteStore", "SqlStore", "Store", "open_store"]
 
 _POSTGRES_DRIVERS = frozenset({"postgresql", "postgresql+psycopg", "postgres"})
 
 
+def __getattr__(name: str) -> Any:
+    # ``SqlStore`` imports SQLAlchemy (~0.35 s): only for callers that name it.
+    if name == "SqlStore":
+        from worker.store.sql import SqlStore
+
+        return SqlStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _parse(url: str) -> URL:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(url)
     except ArgumentError as e:
         raise StoreError(f"database URL {url!r} is not a SQLAlchemy URL: {e}") from e
 
 
-def open_store(url: str) -> SqlStore:
+def open_store(url: str) -> SqlStore | FastSQLiteStore:
     """Open the store for ``url``: SQLite (file's directory created) or PostgreSQL.
 
-    The result satisfies :class:`Store`; its type is the concrete ``SqlStore`` so
-    callers also reach ``feed_by_id``, ``update_feed_state``, ``item_count_by_feed``
-    and ``delete_items_before``.
+    A ``sqlite:///path`` file gets :class:`FastSQLiteStore`, which imports
+    SQLAlchemy only when a method off the polling path first needs it; in-memory
+    and other SQLite URLs get the SQLAlchemy ``SQLiteStore``. Both also answer
+    ``feed_by_id``, ``update_feed_state``, ``item_count_by_feed``,
+    ``delete_items_before`` and ``engine``.
 
     ``postgresql://`` is rewritten to ``postgresql+psycopg://``; psycopg is imported
     only here, so the base install works without the ``postgres`` extra.
     """
+    if sqlite_file_url(url) is not None:
+        try:
+            return FastSQLiteStore(url)
+        except OSError as e:
+            raise StoreError(
+                f"cannot create the database directory for {url}: {e}"
+            ) from e
     sa_url = _parse(url)
     scheme = sa_url.drivername
     if scheme in ("sqlite", "sqlite+pysqlite"):

@@ -11,11 +11,11 @@ import logging
 import random
 import re
 import time
+from abc import ABCMeta
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
@@ -65,6 +65,9 @@ from worker.store.base import (
     Subscription,
     SubscriptionState,
 )
+from worker.store.fastsqlite import FastSQLiteStore
+from worker.store.revisions import MIGRATIONS_DIR
+from worker.store.revisions import migration_heads as _migration_heads
 from worker.store.schema import (
     alerts,
     deliveries,
@@ -89,40 +92,7 @@ LEDE_CHARS = 300
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-
 T = TypeVar("T")
-
-_REVISION = re.compile(
-    r"^(down_revision|revision)\s*(?::[^=\n]*)?=\s*(None|[\"']([^\"']+)[\"'])\s*$",
-    re.MULTILINE,
-)
-_HEADS: frozenset[str] | None = None
-
-
-def _migration_heads() -> frozenset[str] | None:
-    """The newest revision(s) of migrations/versions, read from the files' text;
-    None if a file does not say its revisions plainly (then Alembic decides)."""
-    global _HEADS
-    if _HEADS is None:
-        revisions: set[str] = set()
-        parents: set[str] = set()
-        for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
-            found = {
-                m.group(1): m.group(3)
-                for m in _REVISION.finditer(path.read_text(encoding="utf-8"))
-            }
-            if not found.get("revision") or "down_revision" not in found:
-                return None
-            revisions.add(found["revision"])
-            parent = found["down_revision"]
-            if parent:
-                parents.add(parent)
-        if not revisions:
-            return None
-        _HEADS = frozenset(revisions - parents)
-    return _HEADS
-
 
 # Bound IN (...) lists well below every driver's parameter limit (psycopg: 65535).
 _CHUNK = 1000
@@ -265,12 +235,16 @@ def parse_search(q: str) -> SearchQuery:
     return SearchQuery(groups=tuple(groups), excluded=tuple(excluded))
 
 
-class SqlStore:
+class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
     """The Store on SQLAlchemy Core; subclasses supply the engine and dialect quirks.
 
     Every public method runs in one transaction through :meth:`_run`, which retries
     transient failures a bounded number of times and turns every database error into
     :class:`StoreError` naming the operation.
+
+    :class:`FastSQLiteStore` is registered as a virtual subclass: it answers every
+    public method (its cold ones through a ``SQLiteStore``), so code that checks for
+    a ``SqlStore`` takes it too.
     """
 
     def __init__(
@@ -317,7 +291,7 @@ class SqlStore:
         """Held around every transaction (a lock where the pool cannot isolate)."""
         return contextlib.nullcontext()
 
-    def _before_migrate(self, conn: Connection) -> None:
+    def _before_migrate(self, conn: Connection) -> None:  # noqa: B027
         """Serialise concurrent migrations where the database needs help."""
 
     def _search_statement(
@@ -1650,6 +1624,9 @@ class SqlStore:
                 raise NotFoundError("digest run", f"{name}/{digest_id}")
 
         self._run("finish_digest_run", work)
+
+
+SqlStore.register(FastSQLiteStore)
 
 
 def _subscription_from_row(row: RowMapping) -> Subscription:
