@@ -7,22 +7,31 @@ failures raise ``FetchError(url, stage)`` (stages listed on ``Fetcher.fetch``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import ipaddress
 import logging
 import re
 import socket
+import ssl
 import time
 import types
 import urllib.parse
 import urllib.request
 import zlib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
@@ -30,8 +39,13 @@ import httpx
 from worker.config import FetchSettings
 from worker.errors import FeedwatchError, FetchError
 
+if TYPE_CHECKING:
+    import aiohttp
+    import aiohttp.abc
+
 __all__ = [
     "AddressRefused",
+    "AiohttpTransport",
     "Fetched",
     "Fetcher",
     "IPAddress",
@@ -387,7 +401,7 @@ def _httpx_transport(
     # httpx takes no network backend, so its pool is replaced by an equal one that
     # has ours (the attribute httpx's transport sends through).
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=transport._pool._ssl_context,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
@@ -398,34 +412,20 @@ def _httpx_transport(
     return transport
 
 
-def _aiohttp_transport(
-    limits: httpx.Limits,
-    allowed: Callable[[IPAddress], bool] | None,
-    resolve: Resolve | None,
-) -> httpx.AsyncBaseTransport | None:
-    try:
-        import aiohttp
-        from aiohttp.abc import AbstractResolver, ResolveResult
-        from httpx_aiohttp import AiohttpTransport
-    except ImportError:
-        log.warning("httpx-aiohttp is not installed; using httpx's own transport")
-        return None
-    transport = AiohttpTransport(limits=limits, trust_env=False)
-    if allowed is None and resolve is None:
-        return transport
-    check = allowed or _allow_all
-    lookup = resolve or system_resolve
+def _guarded_resolver(
+    allowed: Callable[[IPAddress], bool], resolve: Resolve
+) -> aiohttp.abc.AbstractResolver:
+    """An aiohttp resolver returning only the addresses ``allowed`` accepts."""
+    from aiohttp.abc import AbstractResolver, ResolveResult
 
     class GuardedResolver(AbstractResolver):
-        """aiohttp resolver returning only the addresses the guard allows."""
-
         async def resolve(
             self, host: str, port: int = 0, family: int = socket.AF_INET
         ) -> list[ResolveResult]:
-            # AddressRefused is no OSError, so aiohttp and httpx-aiohttp let it
-            # through unchanged; an OSError becomes a connect error as usual.
+            # AddressRefused is no OSError, so aiohttp lets it through unchanged;
+            # an OSError becomes a connect error as usual.
             addresses = await allowed_addresses(
-                host, port, allowed=check, resolve=lookup
+                host, port, allowed=allowed, resolve=resolve
             )
             found: list[ResolveResult] = []
             for address in addresses:
@@ -448,18 +448,206 @@ def _aiohttp_transport(
         async def close(self) -> None:
             pass
 
-    def session() -> aiohttp.ClientSession:
-        # What httpx-aiohttp builds itself, plus the resolver; called in the loop.
-        connector = aiohttp.TCPConnector(
-            keepalive_timeout=limits.keepalive_expiry,
-            ssl=transport.ssl_context,
-            limit=limits.max_connections or 0,
-            resolver=GuardedResolver(),
-        )
-        return aiohttp.ClientSession(connector=connector)
+    return GuardedResolver()
 
-    transport.client = session
-    return transport
+
+_HTTP_VERSIONS: dict[object, bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
+
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """An httpx transport over one aiohttp connection pool: httpx's request and
+    response types for little more than aiohttp's own cost per request.
+
+    The request goes out as built: aiohttp adds no Accept, Accept-Encoding or
+    User-Agent of its own, keeps no cookies between requests (one feed's cookies
+    must not reach another) and, like httpx's own transport, sends no credentials
+    from the URL. The response body is streamed as sent (no decompression), in
+    chunks of at most 64 KiB; redirects are not followed. Honours the request's
+    ``timeout`` extension (``connect`` per connection attempt, ``pool`` for getting
+    a connection, ``read`` per read; no ``total``) and ``sni_hostname``. aiohttp
+    errors are raised as httpx's (ConnectError, ConnectTimeout, ReadTimeout,
+    RemoteProtocolError, ReadError, ...); AddressRefused from the guard as is.
+
+    ``allowed`` and ``resolve`` as for :func:`guarded_transport`; ``verify=False``
+    skips certificate checks. aiohttp is imported here (ImportError if missing);
+    the session is made in the running loop on the first request and the TLS
+    context on the first https request.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 100,
+        keepalive_expiry: float | None = 5.0,
+        allowed: Callable[[IPAddress], bool] | None = None,
+        resolve: Resolve | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> None:
+        import aiohttp  # noqa: F401 (ImportError here, not on the first request)
+
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._allowed = allowed
+        self._resolve = resolve
+        self._ssl: ssl.SSLContext | bool | None = None if verify is True else verify
+        self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
+
+    def _open(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        resolver = None
+        if self._allowed is not None or self._resolve is not None:
+            resolver = _guarded_resolver(
+                self._allowed or _allow_all, self._resolve or system_resolve
+            )
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            keepalive_timeout=self._keepalive_expiry,
+            resolver=resolver,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=("Accept", "Accept-Encoding", "User-Agent"),
+            auto_decompress=False,
+            trust_env=False,
+            timeout=aiohttp.ClientTimeout(),
+        )
+        return self._session
+
+    def _ssl_for(self, url: httpx.URL) -> ssl.SSLContext | bool:
+        if url.scheme != "https":
+            return True  # unused for plain HTTP
+        if self._ssl is None:
+            # Loading the CA bundle takes tens of milliseconds: only when needed.
+            self._ssl = httpx.create_ssl_context(trust_env=False)
+        return self._ssl
+
+    def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
+        import aiohttp
+
+        t = request.extensions.get("timeout") or {}
+        key = (t.get("connect"), t.get("read"), t.get("pool"))
+        found = self._timeouts.get(key)
+        if found is None:
+            found = self._timeouts[key] = aiohttp.ClientTimeout(
+                total=None, sock_connect=key[0], sock_read=key[1], connect=key[2]
+            )
+        return found
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` and return the response with its body still unread."""
+        import aiohttp
+        from multidict import CIMultiDict
+        from yarl import URL
+
+        session = self._session or self._open()
+        url = request.url
+        try:
+            target = URL(str(url), encoded=True)  # httpx has percent-encoded it
+            target.port  # noqa: B018 (yarl checks the netloc on first use)
+        except ValueError as e:  # yarl checks more than httpx, e.g. the port range
+            raise httpx.UnsupportedProtocol(f"invalid URL {str(url)!r}: {e}") from e
+        if url.userinfo:
+            target = target.with_user(None)
+        headers = request.headers
+        encoding = headers.encoding
+        data: Any = None
+        try:
+            if request.content:
+                data = request.content
+        except httpx.RequestNotRead:
+            data = request.stream
+        try:
+            response = await session.request(
+                request.method,
+                target,
+                headers=CIMultiDict(
+                    [
+                        (k.decode(encoding), v.decode(encoding))
+                        for k, v in headers.raw
+                        # aiohttp frames the body itself.
+                        if data is None or k.lower() != b"transfer-encoding"
+                    ]
+                ),
+                data=data,
+                allow_redirects=False,
+                timeout=self._timeout(request),
+                ssl=self._ssl_for(url),
+                server_hostname=request.extensions.get("sni_hostname"),
+            )
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise _httpx_error(e) from e
+        try:
+            extensions: dict[str, Any] = {
+                "http_version": _HTTP_VERSIONS.get(response.version, b"HTTP/1.1")
+            }
+            if response.reason:
+                extensions["reason_phrase"] = response.reason.encode("ascii", "ignore")
+            return httpx.Response(
+                response.status,
+                headers=response.raw_headers,
+                stream=_AiohttpStream(response),
+                request=request,
+                extensions=extensions,
+            )
+        except BaseException:
+            response.close()
+            raise
+
+    async def aclose(self) -> None:
+        """Close the pool's connections."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _AiohttpStream(httpx.AsyncByteStream):
+    """An aiohttp response body as httpx's stream; closing it before the end
+    closes the connection (aiohttp reuses only connections read to the end)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        import aiohttp
+
+        content = self._response.content
+        try:
+            while chunk := await content.read(_CHUNK):
+                yield chunk
+        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+            raise _httpx_error(e) from e
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+def _httpx_error(e: BaseException) -> httpx.TransportError:
+    """The httpx exception for an aiohttp (or socket) error, same message."""
+    import aiohttp
+
+    message = str(e) or type(e).__name__
+    kind: type[httpx.TransportError]
+    if isinstance(e, aiohttp.ConnectionTimeoutError):
+        kind = httpx.ConnectTimeout
+    elif isinstance(e, TimeoutError):
+        kind = httpx.ReadTimeout
+    elif isinstance(e, aiohttp.ClientConnectorError):
+        kind = httpx.ConnectError
+        if not isinstance(e.ssl, bool):
+            # aiohttp names our TLS context by its repr; it is the default one.
+            message = message.replace(f"ssl:{e.ssl}", "ssl:default")
+    elif isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        kind = httpx.RemoteProtocolError
+    elif isinstance(e, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
+        kind = httpx.UnsupportedProtocol
+    elif isinstance(e, aiohttp.ClientPayloadError | OSError):
+        kind = httpx.ReadError
+    else:
+        kind = httpx.TransportError
+    return kind(message)
 
 
 def guarded_transport(
@@ -476,13 +664,16 @@ def guarded_transport(
     ``allowed=None`` filters nothing (``fetch.allow_private_addresses``); ``resolve``
     replaces getaddrinfo (tests). Refusals raise AddressRefused from the request.
     """
+    if kind == "aiohttp":
+        try:
+            return AiohttpTransport(
+                max_connections=max_connections, allowed=allowed, resolve=resolve
+            )
+        except ImportError:
+            log.warning("aiohttp is not installed; using httpx's own transport")
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )
-    if kind == "aiohttp":
-        transport = _aiohttp_transport(limits, allowed, resolve)
-        if transport is not None:
-            return transport
     return _httpx_transport(limits, allowed, resolve)
 
 
@@ -564,7 +755,12 @@ def _content_encodings(value: str | None) -> list[str]:
 
 
 class Fetcher:
-    """One shared HTTP client for every feed; use as ``async with Fetcher(...) as f``.
+    """One shared transport for every feed; use as ``async with Fetcher(...) as f``.
+
+    Requests go to the transport directly, without httpx.AsyncClient: on a 304 its
+    per-request URL merging, header merging and cookie jar cost more than the
+    request itself. Redirects are followed here, ``asyncio.timeout`` bounds each
+    fetch, and no cookies are kept (one feed's must not reach another).
 
     ``allow_files`` lets ``file://`` URLs be read (CLI and configured file feeds);
     ``allowed_address`` replaces the public-address policy of the SSRF guard (used
@@ -589,7 +785,19 @@ class Fetcher:
         self._max_connections = max_connections
         self._allowed_address = allowed_address
         self._resolve = resolve
-        self._client: httpx.AsyncClient | None = None
+        self._http: httpx.AsyncBaseTransport | None = None
+        self._header_items = (
+            ("User-Agent", self.user_agent),
+            ("Accept", _ACCEPT),
+            ("Accept-Encoding", "gzip, deflate"),
+        )
+        # What httpx's client would set: each transport applies them its own way
+        # (the connect timeout matters; asyncio.timeout bounds the whole fetch).
+        self._extensions = {
+            "timeout": httpx.Timeout(
+                settings.timeout, connect=settings.connect_timeout
+            ).as_dict()
+        }
         self._hosts: dict[str, asyncio.Semaphore] = {}
 
     def _transport(self) -> httpx.AsyncBaseTransport:
@@ -608,34 +816,17 @@ class Fetcher:
         )
 
     async def __aenter__(self) -> Fetcher:
-        self._client = httpx.AsyncClient(
-            transport=self._transport(),
-            headers={
-                "User-Agent": self.user_agent,
-                "Accept": _ACCEPT,
-                "Accept-Encoding": "gzip, deflate",
-            },
-            timeout=httpx.Timeout(
-                self.settings.timeout, connect=self.settings.connect_timeout
-            ),
-            limits=httpx.Limits(
-                max_connections=self._max_connections,
-                max_keepalive_connections=min(20, self._max_connections),
-            ),
-            follow_redirects=False,
-            # Proxies from the environment would connect past the address guard.
-            trust_env=False,
-        )
+        self._http = self._transport()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the shared client and its connections."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        """Close the transport and its connections."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
 
     async def fetch(
         self, url: str, *, etag: str | None = None, last_modified: str | None = None
@@ -647,7 +838,8 @@ class Fetcher:
         redirect, size, decode, file.
         """
         try:
-            scheme = urllib.parse.urlsplit(url.strip()).scheme.lower()
+            parts = urllib.parse.urlsplit(url.strip())
+            scheme = parts.scheme.lower()
         except ValueError as e:
             raise FetchError(url, "url", f"not a valid URL: {e}") from e
         if scheme == "file":
@@ -658,13 +850,13 @@ class Fetcher:
             return await asyncio.to_thread(self._read_file, url)
         if scheme not in ("http", "https"):
             raise FetchError(url, "url", "expected an http:// or https:// URL")
-        if self._client is None:
+        if self._http is None:
             raise RuntimeError("Fetcher used outside 'async with'")
         started = time.monotonic()
         try:
-            async with self._host_slot(url):
+            async with self._host_slot(parts, url):
                 result = await self._fetch_within_timeout(
-                    self._client, url, etag, last_modified
+                    self._http, url, etag, last_modified
                 )
         except FetchError as e:
             log.debug(
@@ -687,10 +879,11 @@ class Fetcher:
             )
         return result
 
-    def _host_slot(self, url: str) -> asyncio.Semaphore:
+    def _host_slot(
+        self, parts: urllib.parse.SplitResult, url: str
+    ) -> asyncio.Semaphore:
         """The semaphore bounding requests to the feed's host (host:port)."""
         try:
-            parts = urllib.parse.urlsplit(url)
             key = f"{(parts.hostname or '').lower()}:{parts.port or parts.scheme}"
         except ValueError:
             key = url
@@ -703,14 +896,14 @@ class Fetcher:
 
     async def _fetch_within_timeout(
         self,
-        client: httpx.AsyncClient,
+        http: httpx.AsyncBaseTransport,
         url: str,
         etag: str | None,
         last_modified: str | None,
     ) -> Fetched | NotModified:
         try:
             async with asyncio.timeout(self.settings.timeout):
-                result = await self._fetch(client, url, etag, last_modified)
+                result = await self._fetch(http, url, etag, last_modified)
         except FetchError as e:
             if e.url == url:
                 raise
@@ -733,18 +926,18 @@ class Fetcher:
 
     async def _fetch(
         self,
-        client: httpx.AsyncClient,
+        http: httpx.AsyncBaseTransport,
         url: str,
         etag: str | None,
         last_modified: str | None,
     ) -> Fetched | NotModified:
-        headers: dict[str, str] = {}
         # Validators come from an earlier response: send them only if they are
         # still valid header values (a server could have sent anything).
+        validators: list[tuple[str, str]] = []
         if etag and _safe_header_value(etag):
-            headers["If-None-Match"] = etag
+            validators.append(("If-None-Match", etag))
         if last_modified and _safe_header_value(last_modified):
-            headers["If-Modified-Since"] = last_modified
+            validators.append(("If-Modified-Since", last_modified))
         current = url
         permanent: str | None = None
         only_permanent = True
@@ -756,8 +949,8 @@ class Fetcher:
                     resolve=self._resolve or system_resolve,
                 )
             try:
-                request = client.build_request("GET", current, headers=headers)
-                response = await client.send(request, stream=True)
+                request = self._request(current, validators)
+                response = await http.handle_async_request(request)
             except AddressRefused as e:
                 raise FetchError(current, "address", e.message) from e
             except httpx.InvalidURL as e:
@@ -766,8 +959,9 @@ class Fetcher:
                 raise _translate(current, e, self.settings) from e
             try:
                 status = response.status_code
+                got = _header_map(response.headers)
                 if status in _REDIRECT_CODES:
-                    location = response.headers.get("location")
+                    location = got.get("location")
                     if not location:
                         raise FetchError(
                             current,
@@ -792,27 +986,25 @@ class Fetcher:
                 if status == 304:
                     return NotModified(
                         url=current,
-                        etag=response.headers.get("etag") or etag,
-                        last_modified=response.headers.get("last-modified")
-                        or last_modified,
-                        headers=_kept_headers(response),
+                        etag=got.get("etag") or etag,
+                        last_modified=got.get("last-modified") or last_modified,
+                        headers=_kept_headers(got),
                     )
                 if status >= 300:
-                    raise _status_error(current, response)
-                body = await self._read_body(current, response)
+                    raise _status_error(current, response, got)
+                body = await self._read_body(current, response, got)
             finally:
                 await response.aclose()
-            kept = _kept_headers(response)
             return Fetched(
                 url=current,
                 status=status,
                 body=body,
-                etag=response.headers.get("etag"),
-                last_modified=response.headers.get("last-modified"),
-                content_type=response.headers.get("content-type"),
+                etag=got.get("etag"),
+                last_modified=got.get("last-modified"),
+                content_type=got.get("content-type"),
                 body_hash=hashlib.sha256(body).hexdigest(),
                 permanent_redirect=permanent,
-                headers=kept,
+                headers=_kept_headers(got),
             )
         raise FetchError(
             url,
@@ -820,16 +1012,50 @@ class Fetcher:
             f"more than {self.settings.max_redirects} redirects (last to {current})",
         )
 
-    async def _read_body(self, url: str, response: httpx.Response) -> bytes:
+    def _request(
+        self, url: str, validators: Sequence[tuple[str, str]]
+    ) -> httpx.Request:
+        """A GET as httpx's client would build it, credentials in the URL sent as
+        Basic auth; raises httpx.InvalidURL."""
+        parsed = httpx.URL(url)
+        if not parsed.host:
+            raise FetchError(url, "url", "the URL has no host")
+        if parsed.port is not None and parsed.port > 65535:
+            # httpx does not check; its own transport would crash on it.
+            raise FetchError(url, "url", "not a valid URL: Port out of range 0-65535")
+        # Given a stream, httpx.Request adds no Host of its own and does not look
+        # for a body to encode: half its cost.
+        headers = [
+            ("Host", parsed.netloc.decode("ascii")),
+            *self._header_items,
+            *validators,
+        ]
+        if parsed.userinfo:
+            userpass = f"{parsed.username}:{parsed.password}".encode()
+            token = base64.b64encode(userpass).decode("ascii")
+            headers.append(("Authorization", f"Basic {token}"))
+        request = httpx.Request(
+            "GET",
+            parsed,
+            headers=headers,
+            stream=httpx.ByteStream(b""),
+            extensions=self._extensions,
+        )
+        request.read()
+        return request
+
+    async def _read_body(
+        self, url: str, response: httpx.Response, headers: Mapping[str, str]
+    ) -> bytes:
         cap = self.settings.max_body_bytes
-        length = response.headers.get("content-length", "").strip()
+        length = headers.get("content-length", "").strip()
         if length.isdigit() and int(length) > cap:
             raise FetchError(
                 url,
                 "size",
                 f"Content-Length {int(length)} exceeds the limit of {cap} bytes",
             )
-        encodings = _content_encodings(response.headers.get("content-encoding"))
+        encodings = _content_encodings(headers.get("content-encoding"))
         for enc in encodings:
             if enc not in ("gzip", "deflate"):
                 raise FetchError(url, "decode", f"unsupported Content-Encoding {enc!r}")
@@ -839,7 +1065,8 @@ class Fetcher:
         raw = 0
         size = 0
         try:
-            async for chunk in response.aiter_raw(_CHUNK):
+            # Chunks as the transport reads them: at most 64 KiB from both.
+            async for chunk in response.aiter_raw():
                 raw += len(chunk)
                 if raw > cap:
                     raise FetchError(
@@ -899,18 +1126,33 @@ class Fetcher:
         )
 
 
-def _kept_headers(response: httpx.Response) -> Mapping[str, str]:
-    h = response.headers
-    return types.MappingProxyType({k: h[k] for k in _KEPT_HEADERS if k in h})
+def _header_map(headers: httpx.Headers) -> dict[str, str]:
+    """Lower-case name -> value, repeated headers joined by ", " (as
+    ``headers.get`` does), so that each lookup is a dict lookup."""
+    found: dict[str, str] = {}
+    encoding = headers.encoding
+    for raw_name, raw_value in headers.raw:
+        name = raw_name.decode(encoding).lower()
+        value = raw_value.decode(encoding)
+        found[name] = f"{found[name]}, {value}" if name in found else value
+    return found
+
+
+def _kept_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    return types.MappingProxyType(
+        {k: headers[k] for k in _KEPT_HEADERS if k in headers}
+    )
 
 
 def _safe_header_value(value: str) -> bool:
     return value.isascii() and value.isprintable()
 
 
-def _status_error(url: str, response: httpx.Response) -> FetchError:
+def _status_error(
+    url: str, response: httpx.Response, headers: Mapping[str, str]
+) -> FetchError:
     status = response.status_code
-    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    retry_after = parse_retry_after(headers.get("retry-after"))
     reason = response.reason_phrase or ""
     msg = f"HTTP {status} {reason}".rstrip()
     if status < 400:
@@ -923,14 +1165,6 @@ def _status_error(url: str, response: httpx.Response) -> FetchError:
 def _translate(url: str, e: httpx.HTTPError, settings: FetchSettings) -> FetchError:
     """An httpx error as a FetchError naming the stage."""
     detail = str(e) or type(e).__name__
-    cause = e.__cause__
-    if (
-        isinstance(e, httpx.ConnectTimeout)
-        and cause is not None
-        and not isinstance(cause, TimeoutError)
-    ):
-        # httpx-aiohttp maps every aiohttp connection error to ConnectTimeout.
-        return FetchError(url, "connect", f"cannot connect: {str(cause) or detail}")
     if isinstance(e, httpx.ConnectTimeout):
         return FetchError(
             url, "timeout", f"connect timed out after {settings.connect_timeout:g}s"
