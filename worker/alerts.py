@@ -13,10 +13,8 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import jinja2
 
 from worker.config import ChannelSettings
 from worker.models import (
@@ -30,6 +28,9 @@ from worker.models import (
     Item,
     Story,
 )
+
+if TYPE_CHECKING:
+    import jinja2
 
 __all__ = [
     "PAYLOAD_TYPE",
@@ -475,7 +476,10 @@ def _text(alert: Alert, event: Event | None) -> str:
 
 @lru_cache(maxsize=1)
 def template_env() -> jinja2.Environment:
-    """The jinja2 environment of ``worker/templates`` (autoescape for .html/.xml)."""
+    """The jinja2 environment of ``worker/templates`` (autoescape for .html/.xml);
+    jinja2 loads here, when an alert is first rendered, not on every poll."""
+    import jinja2
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("worker", "templates"),
         autoescape=jinja2.select_autoescape(["html", "htm", "xml"]),

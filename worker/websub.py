@@ -20,10 +20,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
-from starlette.background import BackgroundTask
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 
 from worker import __version__
 from worker.config import Settings
@@ -41,6 +37,11 @@ from worker.models import FeedStatus, utcnow
 from worker.store.base import Subscription, SubscriptionState
 
 if TYPE_CHECKING:
+    # starlette serves the callback only (worker.api); a poll pass never needs it.
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
     from worker.core import Feedwatch
 
 __all__ = [
@@ -504,6 +505,8 @@ class WebSubCallback:
 
     def routes(self) -> list[Route]:
         """The two routes, to mount at ``/websub``."""
+        from starlette.routing import Route
+
         return [
             Route("/{feed_id:int}", self.verify, methods=["GET"]),
             Route("/{feed_id:int}", self.push, methods=["POST"]),
@@ -512,6 +515,8 @@ class WebSubCallback:
     async def verify(self, request: Request) -> Response:
         """Echo hub.challenge for a subscribe request we sent (topic matching);
         record a denial of one; 404 for anything else."""
+        from starlette.responses import PlainTextResponse, Response
+
         feed_id = int(request.path_params["feed_id"])
         q = request.query_params
         mode = (q.get("hub.mode") or "").lower()
@@ -565,6 +570,9 @@ class WebSubCallback:
         """Check a pushed body's signature; 202 and ingest it if it is right, 202
         and drop it if not (no oracle for forgers), 410 if the subscription is
         not live, 404 if the feed has none."""
+        from starlette.background import BackgroundTask
+        from starlette.responses import Response
+
         feed_id = int(request.path_params["feed_id"])
         store = self.fw.store
         sub = await asyncio.to_thread(store.get_subscription, feed_id)
@@ -641,6 +649,8 @@ def _refused(feed_id: int, why: str) -> Response:
 
 
 def _error(status: int, message: str) -> Response:
+    from starlette.responses import Response
+
     return Response(
         json.dumps({"error": message}),
         status_code=status,

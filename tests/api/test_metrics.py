@@ -6,10 +6,12 @@ import logging
 import math
 
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
+from worker import metrics as metrics_module
 from worker.errors import StoreError
-from worker.metrics import Metrics, error_kind
+from worker.metrics import CONTENT_TYPE, Metrics, error_kind
 from worker.poll import FeedOutcome, PollSummary
 
 from .conftest import Api, running_api
@@ -126,6 +128,32 @@ def test_each_metrics_object_has_its_own_registry() -> None:
     assert ("feedwatch_alerts_total", (("rule", "summit"),)) not in samples(
         b.render().decode()
     )
+
+
+def test_content_type_is_prometheus_clients() -> None:
+    assert CONTENT_TYPE == CONTENT_TYPE_LATEST
+
+
+def test_observations_before_and_after_the_first_scrape_all_count(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Kept until served, built early past the cap: every observation counts once.
+    monkeypatch.setattr(metrics_module, "_MAX_PENDING", 5)
+    m = Metrics()
+    m.observe_matches(["a"] * 4)
+    m.observe_delivery("hook", "retry", 0.3)  # the 5th and 6th: builds
+    m.observe_matches(["a", "b"])
+    got = samples(m.render().decode())
+    assert got[("feedwatch_matches_total", (("rule", "a"),))] == 5
+    assert got[("feedwatch_matches_total", (("rule", "b"),))] == 1
+    m.observe_delivery("hook", "retry", 0.1)
+    got = samples(m.render().decode())
+    hook = (("channel", "hook"),)
+    assert got[("feedwatch_deliveries_total", (*hook, ("outcome", "retry")))] == 2
+    assert got[("feedwatch_delivery_duration_seconds_count", hook)] == 2
+    assert got[("feedwatch_delivery_duration_seconds_sum", hook)] == pytest.approx(0.4)
+    bucket = (("channel", "hook"), ("le", "0.25"))
+    assert got[("feedwatch_delivery_duration_seconds_bucket", bucket)] == 1
 
 
 def test_outbox_depth_is_nan_while_the_store_fails(
