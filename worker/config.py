@@ -52,6 +52,7 @@ __all__ = [
     "Settings",
     "StorySettings",
     "WebhookChannelSettings",
+    "default_cache_dir",
     "find_config_file",
     "load_settings",
     "parse_duration",
@@ -408,6 +409,17 @@ class ApiSettings(_Section):
         return v.rstrip("/")
 
 
+def default_cache_dir() -> str | None:
+    """``$XDG_CACHE_HOME/feedwatch``, else ``~/.cache/feedwatch`` (None: no home)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    if os.path.isabs(xdg):  # the XDG spec says to ignore a relative value
+        return str(Path(xdg) / "feedwatch")
+    try:
+        return str(Path.home() / ".cache" / "feedwatch")
+    except RuntimeError:
+        return None
+
+
 def _default_channels() -> tuple[ChannelSettings, ...]:
     return (
         ConsoleChannelSettings(type="console", name="console"),
@@ -429,6 +441,8 @@ class Settings(BaseSettings):
     """SQLAlchemy URL: sqlite:///path or postgresql://user@host/db."""
     rules: str | None = None
     """Directory of rule files; default the bundled rules."""
+    cache_dir: str | None = Field(default_factory=default_cache_dir)
+    """Where compiled rules are cached (mode 0700); null or empty: no cache."""
     feeds: tuple[FeedSettings, ...] = ()
     channels: tuple[ChannelSettings, ...] = Field(default_factory=_default_channels)
     poll: PollSettings = Field(default_factory=PollSettings)

@@ -39,11 +39,14 @@ class Feedwatch:
 
     @property
     def ruleset(self) -> Ruleset:
-        """The compiled rules, loaded on first use (RuleError if a file is wrong)."""
+        """The compiled rules, loaded on first use (RuleError if a file is wrong),
+        from the compiled-rules cache when the rule files are unchanged."""
         if self._ruleset is None:
             from worker.classify import load_ruleset
 
-            self._ruleset = load_ruleset(self.settings.rules)
+            self._ruleset = load_ruleset(
+                self.settings.rules, cache_dir=self.settings.cache_dir
+            )
         return self._ruleset
 
     @property

@@ -30,12 +30,27 @@ def bundled_rules_dir() -> Path:
     return Path(worker.__file__).resolve().parent.parent / "rules"
 
 
-def load_ruleset(path: str | os.PathLike[str] | None = None) -> Ruleset:
+def load_ruleset(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Ruleset:
     """Load, validate and compile a rules directory (None: the bundled rules).
 
-    Raises RuleError naming the file, line and key of any mistake.
+    With a ``cache_dir`` (not None or empty), a ruleset compiled before from the
+    same files is loaded from there instead (``worker.classify.cache``). Raises RuleError naming the
+    file, line and key of any mistake.
     """
-    return Ruleset(load_rule_source(bundled_rules_dir() if path is None else path))
+    root = bundled_rules_dir() if path is None else Path(path)
+    if not cache_dir:
+        return _compile(root)
+    from worker.classify.cache import load_cached
+
+    return load_cached(root, cache_dir, _compile)
+
+
+def _compile(root: Path) -> Ruleset:
+    return Ruleset(load_rule_source(root))
 
 
 def classify(items: Iterable[Item], ruleset: Ruleset) -> Iterator[Decision]:

@@ -9,6 +9,7 @@ raised as FeedwatchError subclasses (exit status 2 in ``worker.cli``); ``lint`` 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import click
@@ -20,11 +21,13 @@ from worker.classify.explain import explain
 from worker.classify.rules import load_rule_source
 from worker.classify.ruleset import Ruleset
 from worker.classify.suggest import suggest_rule
-from worker.cli_context import resolve_rules_dir
-from worker.errors import RuleError
+from worker.cli_context import resolve_rules_dir, settings_from
+from worker.errors import ConfigError, RuleError
 from worker.models import Item
 
 __all__ = ["eval_command", "rules"]
+
+log = logging.getLogger(__name__)
 
 _rules_option = click.option(
     "--rules",
@@ -35,8 +38,21 @@ _rules_option = click.option(
 )
 
 
-def _load(ctx: click.Context, rules_dir: str | None) -> Ruleset:
-    return load_ruleset(resolve_rules_dir(ctx, rules_dir))
+def _load(ctx: click.Context, rules_dir: str | None, *, cached: bool = True) -> Ruleset:
+    """The ruleset; ``cached=False`` always compiles (``rules test`` checks the files
+    themselves)."""
+    path = resolve_rules_dir(ctx, rules_dir)
+    return load_ruleset(path, cache_dir=_cache_dir(ctx) if cached else None)
+
+
+def _cache_dir(ctx: click.Context) -> str | None:
+    """The configured ``cache_dir``; None (no cache) if the config cannot be read,
+    as ``--rules DIR`` needs no config."""
+    try:
+        return settings_from(ctx).cache_dir
+    except ConfigError as e:
+        log.debug("rules cache: not used, the config cannot be read: %s", e)
+        return None
 
 
 @click.group("rules")
@@ -85,7 +101,7 @@ def lint(ctx: click.Context, rules_dir: str | None) -> None:
 @click.pass_context
 def test(ctx: click.Context, rules_dir: str | None, rule_ids: tuple[str, ...]) -> None:
     """Run each rule's positive and negative examples; exit 1 if any fails."""
-    ruleset = _load(ctx, rules_dir)
+    ruleset = _load(ctx, rules_dir, cached=False)
     known = {r.spec.id for r in ruleset.rules}
     unknown = set(rule_ids) - known
     if unknown:

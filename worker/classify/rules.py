@@ -51,6 +51,7 @@ __all__ = [
     "RuleSource",
     "RuleSpec",
     "load_rule_source",
+    "rule_files",
 ]
 
 FieldName = Literal["title", "summary"]
@@ -72,7 +73,9 @@ OFFICES = (
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Validators are built on first validation, not at import: a ruleset loaded
+    # from the cache (worker.classify.cache) never validates a spec.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class ActorPred(_Spec):
@@ -376,13 +379,18 @@ def _iter_conds(
         yield from _iter_conds(cond.near.b, (*path, "near", "b"))
 
 
+def rule_files(base: Path) -> list[Path]:
+    """The rule files of a directory, in the order they are merged."""
+    return sorted([*base.glob("*.yaml"), *base.glob("*.yml")])
+
+
 def load_rule_source(root: str | os.PathLike[str]) -> RuleSource:
     """Read every ``*.yaml``/``*.yml`` file of ``root`` and check cross-references."""
     base = Path(root)
     if not base.is_dir():
         raise RuleError(str(base), None, None, "rules directory not found")
     src = RuleSource(root=base)
-    paths = sorted([*base.glob("*.yaml"), *base.glob("*.yml")])
+    paths = rule_files(base)
     if not paths:
         raise RuleError(str(base), None, None, "no *.yaml rule files in directory")
     origin: dict[tuple[str, str], Path] = {}
