@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import sys
@@ -193,6 +194,9 @@ def poll(
 
     async def main() -> dict[str, Any]:
         fw = make_feedwatch(settings)
+        # Everything imported and loaded so far lives until exit: keep the
+        # collector from rescanning it on every full collection of the pass.
+        gc.freeze()
         try:
             await asyncio.to_thread(fw.sync_config_feeds)
             summary = await poll_once(fw, all_feeds=all_feeds)
@@ -331,7 +335,9 @@ def classify(
     from worker.parse import parse_feed
 
     settings = _settings(ctx, logging_on=False)
-    ruleset = load_ruleset(resolve_rules_dir(ctx, rules_dir))
+    ruleset = load_ruleset(
+        resolve_rules_dir(ctx, rules_dir), cache_dir=settings.cache_dir
+    )
     failed = 0
     for source in sources:
         try:

@@ -12,16 +12,16 @@ import io
 import json
 import logging
 import re
+import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
+from types import ModuleType
 from typing import Any, NamedTuple
 from xml.sax import SAXParseException
-
-import feedparser
 
 from worker.errors import ParseError
 from worker.models import Item, utcnow
@@ -40,6 +40,23 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_FEEDPARSER: ModuleType | None = None
+_FEEDPARSER_LOCK = threading.Lock()
+
+
+def _feedparser() -> ModuleType:
+    """feedparser (~30 ms to import), loaded on first use, so a pass whose bodies are
+    all unchanged never loads it. One thread imports it: two importing its modules at
+    once (the fast path inline, the fallback in a thread) deadlock on their cycles."""
+    global _FEEDPARSER
+    if _FEEDPARSER is None:
+        with _FEEDPARSER_LOCK:
+            import feedparser
+
+            _FEEDPARSER = feedparser
+    return _FEEDPARSER
+
 
 MAX_TITLE_CHARS = 1_000
 MAX_SUMMARY_CHARS = 10_000
@@ -654,7 +671,7 @@ def _parse_xml(
             charset = f"; charset={m.group(1)}"
     headers = {"content-location": url, "content-type": f"application/xml{charset}"}
     try:
-        result = feedparser.parse(
+        result = _feedparser().parse(
             io.BytesIO(body),
             response_headers=headers,
             sanitize_html=False,
@@ -902,6 +919,7 @@ def _text_looks_like_html(text: str) -> bool:
     """feedparser's guess whether nominally plain RSS text is HTML."""
     if not (_CLOSE_TAG.search(text) or _ENTITY_REF.search(text)):
         return False
+    _feedparser()
     from feedparser.sanitizer import _HTMLSanitizer
 
     allowed = _HTMLSanitizer.acceptable_elements
@@ -914,6 +932,7 @@ def _fp_risky() -> frozenset[str]:
     """Names of feedparser's element handlers that may touch the fields we read."""
     global _FP_RISKY
     if _FP_RISKY is None:
+        _feedparser()
         from feedparser.api import StrictFeedParser
 
         handlers = {
@@ -929,6 +948,7 @@ def _fp_name(ns: str, local: str, prefix: str | None) -> str:
     """The name feedparser files an element under (``dc_date``, ``link``...)."""
     global _FP_PREFIXES
     if _FP_PREFIXES is None:
+        _feedparser()
         from feedparser.mixin import _FeedParserMixin
 
         _FP_PREFIXES = {k.lower(): v for k, v in _FeedParserMixin.namespaces.items()}
