@@ -154,3 +154,32 @@ def test_feedparser_loads_once_when_threads_need_it_at_once(tmp_path: Path) -> N
         )
         assert res.returncode == 0, res.stderr
         assert res.stdout.strip() == "[]"
+
+
+def test_alerting_pass_to_a_plain_channel_renders_no_html(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """No configured channel shows HTML: the alert is delivered without jinja2."""
+    summit = (
+        "<item><guid>s1</guid><title>Leaders of China, Japan and South Korea to hold "
+        "trilateral summit in Tokyo</title><description>The three leaders will meet "
+        "next month, the foreign ministry said.</description></item>"
+    )
+    feed_server.set("/s.xml", RSS.format(name="Wire", items=summit).encode())
+    sink = tmp_path / "alerts.jsonl"
+    cfg = write_config(
+        tmp_path / "fw.yaml",
+        {
+            "database": f"sqlite:///{tmp_path / 'fw.db'}",
+            "cache_dir": str(tmp_path / "cache"),
+            "log_level": "WARNING",
+            "fetch": {"allow_private_addresses": True},
+            "feeds": [{"url": feed_server.url("/s.xml")}],
+            "channels": [{"type": "file", "name": "file", "path": str(sink)}],
+        },
+    )
+    out, modules = _poll(cfg, tmp_path)
+    assert (out["alerts"], out["delivered"]) == (1, 1)
+    assert "trilateral summit" in sink.read_text()
+    assert "worker.deliver" in modules
+    assert _loaded(modules, ("jinja2", "prometheus_client", "starlette")) == []

@@ -525,8 +525,11 @@ def _html(alert: Alert, event: Event | None, subject: str) -> str:
     )
 
 
-def render_alert(alert: Alert) -> Envelope:
-    """Render an alert once for every channel: subject, text, HTML and JSON data."""
+def render_alert(alert: Alert, *, html: bool = True) -> Envelope:
+    """Render an alert once for every channel: subject, text, HTML and JSON data.
+
+    ``html=False`` (no channel shows HTML) leaves ``html`` None and jinja2 unloaded.
+    """
     event = _event_of(alert)
     subject = _subject(alert, event)
     return Envelope(
@@ -534,7 +537,7 @@ def render_alert(alert: Alert) -> Envelope:
         kind="alert",
         subject=subject,
         text=_text(alert, event),
-        html=_html(alert, event, subject),
+        html=_html(alert, event, subject) if html else None,
         data=alert_payload(alert),
         thread_id=alert.story_id,
     )

@@ -219,7 +219,9 @@ class _Dispatcher:
     def render(self, claimed: ClaimedDelivery) -> Envelope:
         envelope = self.rendered.get(claimed.alert.id)
         if envelope is None:
-            envelope = self.rendered[claimed.alert.id] = render_alert(claimed.alert)
+            html = any(ch.supports_html for ch in self.channels.values())
+            envelope = render_alert(claimed.alert, html=html)
+            self.rendered[claimed.alert.id] = envelope
         return envelope
 
     async def attempt(
