@@ -3,22 +3,27 @@ errors; its own transactions, retries and concurrent claims."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 import worker.store.fastsqlite
 import worker.store.sql
+from worker.channels.base import Channel, ChannelPolicy
+from worker.channels.file import FileChannel
+from worker.config import DeliverySettings, QuietHours, RateLimit
+from worker.deliver import DrainResult, drain_outbox
 from worker.errors import NotFoundError, StoreError
 from worker.models import Event, EventStatus, Feed, FeedStatus
-from worker.store.base import AlertRecord, PollIntent, StoryLink
+from worker.store.base import AlertRecord, DeliveryOutcome, PollIntent, StoryLink
 from worker.store.fastsqlite import FastSQLiteStore
 from worker.store.sql import SqlStore
 from worker.store.sqlite import SQLiteStore
@@ -81,6 +86,19 @@ def _dump(path: str) -> dict[str, list[tuple[Any, ...]]]:
         conn.close()
 
 
+def _same_tables(
+    pair: tuple[FastSQLiteStore, SQLiteStore],
+) -> dict[str, list[tuple[Any, ...]]]:
+    """Both files hold the same rows in every table; the fast store's rows."""
+    fast, slow = pair
+    fast_rows = _dump(fast.url.removeprefix("sqlite:///"))
+    slow_rows = _dump(slow.url.removeprefix("sqlite:///"))
+    assert fast_rows.keys() == slow_rows.keys()
+    for name in fast_rows:
+        assert fast_rows[name] == slow_rows[name], f"table {name} differs"
+    return fast_rows
+
+
 def _both(
     pair: tuple[FastSQLiteStore, SQLiteStore], call: Callable[[SqlStore], Any]
 ) -> Any:
@@ -109,8 +127,6 @@ def _both_fail(
 def test_same_sequence_writes_identical_rows(
     pair: tuple[FastSQLiteStore, SQLiteStore],
 ) -> None:
-    fast, slow = pair
-
     # Feeds: titles, tags, a non-UTC next check, a disabled one, a re-add.
     for n in range(1, 7):
         _both(
@@ -305,9 +321,7 @@ def test_same_sequence_writes_identical_rows(
     assert _both(pair, lambda s: s.schema_is_current()) is True
     _both(pair, lambda s: s.ping())
 
-    fast_rows = _dump(fast.url.removeprefix("sqlite:///"))
-    slow_rows = _dump(slow.url.removeprefix("sqlite:///"))
-    assert fast_rows.keys() == slow_rows.keys()
+    fast_rows = _same_tables(pair)
     assert {
         "feeds",
         "items",
@@ -319,9 +333,309 @@ def test_same_sequence_writes_identical_rows(
         "subscriptions",
         "items_fts_data",
     } <= fast_rows.keys()
-    for name in fast_rows:
-        assert fast_rows[name] == slow_rows[name], f"table {name} differs"
     assert len(fast_rows["fts5vocab"]) > 100
+
+
+def _enqueue(
+    pair: tuple[FastSQLiteStore, SQLiteStore],
+    alerts: Sequence[tuple[str, datetime, tuple[str, ...]]],
+) -> None:
+    """One feed, and per ``(alert id, created_at, channels)`` a poll raising it."""
+    fd = _both(pair, lambda s: s.add_feed(feed(1)))
+    for n, (alert_id, created, channels) in enumerate(alerts, start=1):
+        intent = poll(
+            fd,
+            [item(n)],
+            st=story(f"s{n}"),
+            alert_id=alert_id,
+            channels=channels,
+            created_at=created,
+        )
+
+        def write(s: SqlStore, intent: PollIntent = intent) -> Any:
+            return s.record_poll(intent)
+
+        _both(pair, write)
+
+
+def test_same_outbox_sequence_writes_identical_rows(
+    pair: tuple[FastSQLiteStore, SQLiteStore],
+) -> None:
+    """Claims, leases (live, expired, at the boundary) and every kind of outcome:
+    the same claimed deliveries, the same rows, the same delivery times."""
+    # A row falls due when its alert was created: a2 first, a3 only at at(30).
+    _enqueue(
+        pair,
+        [
+            ("a1", at(0), ("mail", "hook", "file")),
+            ("a2", at(-30), ("mail", "hook")),
+            ("a3", at(30), ("mail", "hook")),
+        ],
+    )
+
+    def claim(worker: str, now: datetime, limit: int = 10) -> list[tuple[str, str]]:
+        got = _both(pair, lambda s: s.claim_deliveries(worker, now, limit, 60))
+        return [(c.alert.id, c.delivery.channel) for c in got]
+
+    def record(outcome: DeliveryOutcome) -> None:
+        _both(pair, lambda s: s.record_delivery(outcome))
+
+    assert claim("w1", at(10), 0) == []
+    first = _both(pair, lambda s: s.claim_deliveries("w1", at(10), 2, 60))
+    assert [(c.alert.id, c.delivery.channel) for c in first] == [
+        ("a2", "mail"),
+        ("a2", "hook"),
+    ]
+    assert first[0].alert == alert("a2", story("s2"), item(2), created_at=at(-30))
+    second = _both(pair, lambda s: s.claim_deliveries("w2", at(20), 10, 60))
+    assert [(c.alert.id, c.delivery.channel) for c in second] == [
+        ("a1", "mail"),
+        ("a1", "hook"),
+        ("a1", "file"),
+    ]
+    assert claim("w3", at(25)) == [], "every due row is leased, a3 is not due"
+    ids = {(c.alert.id, c.delivery.channel): c.delivery.id or 0 for c in first + second}
+
+    record(DeliveryOutcome(ids["a2", "mail"], ok=True, attempted_at=at(21)))
+    retry_at = datetime(2024, 5, 1, 21, 1, 40, tzinfo=TOKYO)  # at(100), not in UTC
+    record(
+        DeliveryOutcome(
+            ids["a2", "hook"],
+            ok=False,
+            attempted_at=at(22),
+            error="HTTP 503",
+            retry_at=retry_at,
+        )
+    )
+    record(
+        DeliveryOutcome(
+            ids["a1", "file"], ok=False, attempted_at=at(23), error="HTTP 400"
+        )
+    )
+    record(DeliveryOutcome(ids["a1", "mail"], ok=False, attempted_at=at(24), held=True))
+    record(
+        DeliveryOutcome(
+            ids["a1", "hook"],
+            ok=False,
+            attempted_at=at(25),
+            error="not an attempt: not stored",
+            defer_until=at(200),
+        )
+    )
+    _same_tables(pair)
+
+    # a3 is leased until at(100); the retry of a2/hook is due at(100) too.
+    assert claim("w3", at(40)) == [("a3", "mail"), ("a3", "hook")]
+    assert claim("w4", at(99)) == []
+    assert claim("w4", at(100)) == [("a3", "mail"), ("a3", "hook"), ("a2", "hook")]
+    third = _both(pair, lambda s: s.get_alert("a3"))
+    a3 = {d.channel: d.id or 0 for d in third.deliveries}
+    record(DeliveryOutcome(ids["a2", "hook"], ok=True, attempted_at=at(101)))
+    record(
+        DeliveryOutcome(
+            a3["mail"],
+            ok=False,
+            attempted_at=at(102),
+            error="timeout",
+            retry_at=at(300),
+        )
+    )
+    record(DeliveryOutcome(a3["hook"], ok=False, attempted_at=at(103), error="gone"))
+    # A digest release is a delivery, but not a send the rate limit counts.
+    assert _both(pair, lambda s: s.release_held("mail", ["a1"], "dg_1", at(50))) == 1
+
+    assert _both(pair, lambda s: s.delivered_times("mail", at(0))) == [at(21)]
+    assert _both(pair, lambda s: s.delivered_times("hook", at(0))) == [at(101)]
+    assert _both(pair, lambda s: s.delivered_times("hook", at(101))) == [at(101)]
+    assert _both(pair, lambda s: s.delivered_times("hook", at(102))) == []
+    assert _both(pair, lambda s: s.delivered_times("file", at(0))) == []
+    assert _both(pair, lambda s: s.count_pending_deliveries()) == 2
+    [a2_row] = [r for r in _both(pair, lambda s: s.list_alerts()) if r.alert.id == "a2"]
+    hook = {d.channel: d for d in a2_row.deliveries}["hook"]
+    assert (hook.attempts, hook.last_error, hook.delivered_at) == (2, None, at(101))
+
+    # Rows made pending again by the SQLAlchemy side are claimed the same way.
+    assert _both(pair, lambda s: s.redeliver("a1", at(350))) == 3
+    assert claim("w5", at(400)) == [
+        ("a3", "mail"),
+        ("a1", "mail"),
+        ("a1", "hook"),
+        ("a1", "file"),
+    ]
+    a1 = {
+        d.channel: d.id or 0
+        for d in _both(pair, lambda s: s.get_alert("a1")).deliveries
+    }
+    record(
+        DeliveryOutcome(
+            a3["mail"],
+            ok=False,
+            attempted_at=at(401),
+            error="HTTP 502",
+            retry_at=at(900),
+        )
+    )
+    record(DeliveryOutcome(a1["file"], ok=True, attempted_at=at(402)))
+    record(
+        DeliveryOutcome(a1["hook"], ok=False, attempted_at=at(403), error="HTTP 410")
+    )
+    rows = {r.alert.id: r for r in _both(pair, lambda s: s.list_alerts())}
+    mail = {d.channel: d for d in rows["a3"].deliveries}["mail"]
+    assert (mail.attempts, mail.last_error) == (2, "HTTP 502")
+    _same_tables(pair)
+
+
+def test_drain_outbox_writes_identical_rows_without_sqlalchemy(
+    pair: tuple[FastSQLiteStore, SQLiteStore], tmp_path: Path
+) -> None:
+    """A drain with quiet hours, a rate limit and a dead channel, as ``poll --once``
+    runs it after an alert: same results and rows, nothing forwarded."""
+    _enqueue(
+        pair,
+        [(f"a{n}", at(n), ("desk", "night", "limited", "broken")) for n in range(1, 4)],
+    )
+    results: list[DrainResult] = []
+    written: list[dict[str, list[str]]] = []
+    broken = tmp_path / "a-directory"  # not a file: appends fail, the rows are dead
+    broken.mkdir()
+    # A store of its own: migrating the new file built the fixture's SQLiteStore.
+    fast = FastSQLiteStore(pair[0].url)
+    for store in (fast, pair[1]):
+        out = tmp_path / type(store).__name__
+        out.mkdir()
+        channels: dict[str, FileChannel] = {
+            name: FileChannel(name, out / f"{name}.jsonl")
+            for name in ("desk", "night", "limited")
+        }
+        channels["broken"] = FileChannel("broken", broken)
+        # T0 is 12:00 UTC.
+        channels["night"].policy = ChannelPolicy(
+            quiet_hours=QuietHours(start="11:00", end="13:00")
+        )
+        channels["limited"].policy = ChannelPolicy(rate_limit=RateLimit(count=1))
+        results.append(
+            asyncio.run(
+                drain_outbox(
+                    store,
+                    cast(dict[str, Channel], channels),
+                    DeliverySettings(batch=5),
+                    worker_id="w",
+                    now=lambda: at(60),
+                )
+            )
+        )
+        written.append(
+            {
+                p.name: sorted(p.read_text().splitlines())
+                for p in sorted(out.glob("*.jsonl"))
+            }
+        )
+    assert (
+        results[0] == results[1] == DrainResult(delivered=4, dead=3, held=3, deferred=2)
+    )
+    assert written[0] == written[1]
+    assert [len(lines) for lines in written[0].values()] == [3, 1]
+    _same_tables(pair)
+    assert fast._sql_store is None, "the drain went through SQLAlchemy"
+    assert fast.connections_in_use == 0
+    fast.close()
+
+
+def test_same_outbox_errors(pair: tuple[FastSQLiteStore, SQLiteStore]) -> None:
+    _enqueue(pair, [("a1", at(0), ("mail",))])
+    naive = datetime(2024, 5, 1, 12, 0)
+    message = _both_fail(pair, lambda s: s.claim_deliveries("w", naive, 10, 60))
+    assert message == (
+        "claim_deliveries failed on DB: ValueError: naive datetime "
+        "2024-05-01T12:00:00 (expected UTC-aware)"
+    )
+    _both_fail(pair, lambda s: s.delivered_times("mail", naive))
+    [claimed] = _both(pair, lambda s: s.claim_deliveries("w", at(1), 10, 60))
+    did = claimed.delivery.id or 0
+    for outcome in (
+        DeliveryOutcome(did, ok=True, attempted_at=naive),
+        DeliveryOutcome(did, ok=False, attempted_at=at(2), retry_at=naive),
+        DeliveryOutcome(did, ok=False, attempted_at=at(2), defer_until=naive),
+    ):
+
+        def record(s: SqlStore, o: DeliveryOutcome = outcome) -> None:
+            s.record_delivery(o)
+
+        message = _both_fail(pair, record)
+        assert message.startswith("record_delivery failed on DB: ValueError: naive")
+    message = _both_fail(
+        pair,
+        lambda s: s.record_delivery(DeliveryOutcome(999, ok=True, attempted_at=at(2))),
+    )
+    assert message == "no delivery 999"
+    _same_tables(pair)  # nothing written: the lease is still w's
+    # A payload that is no longer a valid alert.
+    for store in pair:
+        conn = sqlite3.connect(store.url.removeprefix("sqlite:///"))
+        with conn:
+            conn.execute('UPDATE alerts SET payload = \'{"id": "a1"}\'')
+        conn.close()
+    message = _both_fail(pair, lambda s: s.claim_deliveries("w", at(3600), 10, 60))
+    assert message.startswith("claim_deliveries on DB: a stored row is not valid: ")
+
+
+def test_concurrent_claims_never_lease_a_delivery_twice(tmp_path: Path) -> None:
+    """Two fast stores and a SQLAlchemy store drain one outbox at once."""
+    url = f"sqlite:///{tmp_path / 'feedwatch.db'}"
+    workers = [
+        cast(SqlStore, FastSQLiteStore(url)),
+        cast(SqlStore, FastSQLiteStore(url)),
+        SQLiteStore(url),
+    ]
+    workers[0].migrate()
+    fd = workers[0].add_feed(feed(1))
+    st = story()
+    workers[0].record_poll(
+        PollIntent(
+            feed=fd,
+            items=[item(n) for n in range(100)],
+            alerts=[
+                AlertRecord(alert=alert(f"a{n}", st, item(n)), channels=["x", "y", "z"])
+                for n in range(100)
+            ],
+        )
+    )
+    total = 300
+    got: list[list[int]] = [[] for _ in workers]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(workers))
+
+    def run(index: int) -> None:
+        try:
+            workers[index].count_items()  # connect before the race starts
+            barrier.wait(timeout=10)
+            for _ in range(total):
+                batch = workers[index].claim_deliveries(f"w{index}", at(10), 3, 600)
+                if not batch:
+                    return
+                for c in batch:
+                    got[index].append(c.delivery.id or 0)
+                    workers[index].record_delivery(
+                        DeliveryOutcome(
+                            c.delivery.id or 0, ok=True, attempted_at=at(11)
+                        )
+                    )
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(workers))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    claimed = [did for ids in got for did in ids]
+    assert len(claimed) == len(set(claimed)) == total, "a delivery was leased twice"
+    assert sum(1 for ids in got if ids) >= 2, "the workers did not race"
+    assert workers[0].count_pending_deliveries() == 0
+    for w in workers:
+        w.close()
 
 
 def test_same_errors(pair: tuple[FastSQLiteStore, SQLiteStore]) -> None:
@@ -422,18 +736,28 @@ def test_connection_pragmas(traced: _Traced) -> None:
 
 def test_writes_begin_immediate_and_reads_deferred(traced: _Traced) -> None:
     traced.statements.clear()
-    traced.add_feed(feed(1))
+    fd = traced.add_feed(feed(1))
     traced.claim_due_feeds("w", T0, 10, 60)
     traced.list_feeds()
     traced.known_item_ids_many({1: ["a"]})
+    traced.record_poll(poll(fd, [item(1)], st=story(), alert_id="a1"))
+    [claimed, _] = traced.claim_deliveries("w", at(1), 10, 60)
+    traced.record_delivery(
+        DeliveryOutcome(claimed.delivery.id or 0, ok=True, attempted_at=at(2))
+    )
+    traced.delivered_times("console", at(0))
     begins = [s for s in traced.statements if s.startswith("BEGIN")]
     assert begins == [
         "BEGIN IMMEDIATE",
         "BEGIN IMMEDIATE",
         "BEGIN DEFERRED",
         "BEGIN DEFERRED",
+        "BEGIN IMMEDIATE",
+        "BEGIN IMMEDIATE",
+        "BEGIN IMMEDIATE",
+        "BEGIN DEFERRED",
     ]
-    assert traced.statements.count("COMMIT") == 4
+    assert traced.statements.count("COMMIT") == 8
 
 
 def test_connections_are_reused(traced: _Traced) -> None:

@@ -1,10 +1,11 @@
 """Store stage: ``FastSQLiteStore``, a SQLite file's store on the standard library.
 
 Input: a ``sqlite:///path`` URL; output: a Store whose polling path (claims, known
-ids, batched poll writes, story reads) runs on :mod:`sqlite3` directly, so a
-``poll --once`` never imports SQLAlchemy and writes rows without statement
-compilation or type processors. Every other method is forwarded to a SQLAlchemy
-:class:`~worker.store.sqlite.SQLiteStore` on the same file, created on first use.
+ids, batched poll writes, story reads, and the outbox drain a poll that alerts runs)
+is on :mod:`sqlite3` directly, so a ``poll --once`` never imports SQLAlchemy and
+writes rows without statement compilation or type processors. Every other method
+is forwarded to a SQLAlchemy :class:`~worker.store.sqlite.SQLiteStore` on the same
+file, created on first use.
 
 Rows are written exactly as ``SqlStore`` writes them on SQLite: datetimes as UTC
 text ``YYYY-MM-DD HH:MM:SS.ffffff`` (``UTCDateTime``), JSON columns with
@@ -34,6 +35,7 @@ from pydantic import ValidationError
 from worker.errors import NotFoundError, StoreError
 from worker.models import (
     Alert,
+    Delivery,
     DeliveryStatus,
     Event,
     Feed,
@@ -765,21 +767,87 @@ class FastSQLiteStore:
 
         return self._run("push_fed_feeds", work, write=False)
 
-    # -- forwarded to the SQLAlchemy store ------------------------------------------
+    # -- outbox: the drain that follows a poll that alerted ------------------------
 
     def claim_deliveries(
         self, worker_id: str, now: datetime, limit: int, lease_seconds: float
     ) -> list[ClaimedDelivery]:
-        return self._sql().claim_deliveries(worker_id, now, limit, lease_seconds)
+        """Lease up to ``limit`` pending deliveries due at ``now``, oldest first."""
+        if limit <= 0:
+            return []
+
+        def work(conn: sqlite3.Connection) -> list[ClaimedDelivery]:
+            at = _dt(now)
+            ids = [
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM deliveries WHERE status = ? AND "
+                    "(next_attempt_at IS NULL OR next_attempt_at <= ?) AND "
+                    "(lease_owner IS NULL OR lease_expires_at IS NULL OR "
+                    "lease_expires_at <= ?) "
+                    "ORDER BY next_attempt_at ASC NULLS FIRST, id LIMIT ?",
+                    (DeliveryStatus.PENDING.value, at, at, limit),
+                )
+            ]
+            if not ids:
+                return []
+            marks = _marks(len(ids))
+            conn.execute(
+                "UPDATE deliveries SET lease_owner = ?, lease_expires_at = ? "  # noqa: S608
+                f"WHERE id IN ({marks})",
+                (worker_id, _dt(now + timedelta(seconds=lease_seconds)), *ids),
+            )
+            rows = conn.execute(
+                f"SELECT {_DELIVERY_COLUMNS}, alerts.payload FROM deliveries "  # noqa: S608
+                "JOIN alerts ON alerts.id = deliveries.alert_id "
+                f"WHERE deliveries.id IN ({marks})",
+                ids,
+            )
+            by_id = {
+                row[0]: ClaimedDelivery(
+                    delivery=_delivery_from_row(row),
+                    alert=Alert.model_validate(json.loads(row[9])),
+                )
+                for row in rows
+            }
+            return [by_id[i] for i in ids]
+
+        return self._run("claim_deliveries", work)
 
     def record_delivery(self, outcome: DeliveryOutcome) -> None:
-        self._sql().record_delivery(outcome)
+        """Record one attempt (delivered, retry later, or dead) and release the lease."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            sets, params = _delivery_update(outcome)
+            written = conn.execute(
+                f"UPDATE deliveries SET {sets} WHERE id = ?",  # noqa: S608
+                (*params, outcome.delivery_id),
+            ).rowcount
+            if written == 0:
+                raise NotFoundError("delivery", outcome.delivery_id)
+
+        self._run("record_delivery", work)
+
+    def delivered_times(self, channel: str, since: datetime) -> list[datetime]:
+        """When the channel's deliveries since ``since`` were made, oldest first
+        (digest releases of held alerts do not count)."""
+
+        def work(conn: sqlite3.Connection) -> list[datetime]:
+            rows = conn.execute(
+                "SELECT delivered_at FROM deliveries WHERE channel = ? AND "
+                "status = ? AND delivered_at >= ? AND digest_id IS NULL "
+                "ORDER BY delivered_at",
+                (channel, DeliveryStatus.DELIVERED.value, _dt(since)),
+            )
+            # delivered_at >= ? leaves no NULLs.
+            return [t for (v,) in rows if (t := _read_dt(v)) is not None]
+
+        return self._run("delivered_times", work, write=False)
+
+    # -- forwarded to the SQLAlchemy store ------------------------------------------
 
     def redeliver(self, alert_id: str, now: datetime) -> int:
         return self._sql().redeliver(alert_id, now)
-
-    def delivered_times(self, channel: str, since: datetime) -> list[datetime]:
-        return self._sql().delivered_times(channel, since)
 
     def held_alerts(self, channel: str) -> list[Alert]:
         return self._sql().held_alerts(channel)
@@ -865,6 +933,60 @@ class FastSQLiteStore:
 
 
 # -- statements run inside a transaction ----------------------------------------------
+
+
+_DELIVERY_COLUMNS = (
+    "deliveries.id, deliveries.alert_id, deliveries.channel, deliveries.status, "
+    "deliveries.attempts, deliveries.next_attempt_at, deliveries.last_error, "
+    "deliveries.delivered_at, deliveries.created_at"
+)
+
+
+def _delivery_from_row(row: Sequence[Any]) -> Delivery:
+    return Delivery(
+        id=row[0],
+        alert_id=row[1],
+        channel=row[2],
+        status=DeliveryStatus(row[3]),
+        attempts=row[4],
+        next_attempt_at=_read_dt(row[5]),
+        last_error=row[6],
+        delivered_at=_read_dt(row[7]),
+        created_at=_read_dt(row[8]),
+    )
+
+
+def _delivery_update(outcome: DeliveryOutcome) -> tuple[str, tuple[Any, ...]]:
+    """SET clause and parameters of ``SqlStore.record_delivery`` for one outcome
+    (the lease is released whatever it was)."""
+    release = "lease_owner = NULL, lease_expires_at = NULL"
+    if outcome.held:
+        # Not an attempt: quiet hours hold it for a digest.
+        sets = "status = ?, next_attempt_at = NULL"
+        params: tuple[Any, ...] = (DeliveryStatus.HELD.value,)
+    elif outcome.defer_until is not None:
+        # Not an attempt: a rate limit (or quiet hours ending) puts it off.
+        sets = "status = ?, next_attempt_at = ?"
+        params = (DeliveryStatus.PENDING.value, _dt(outcome.defer_until))
+    elif outcome.ok:
+        sets = (
+            "attempts = attempts + 1, status = ?, delivered_at = ?, "
+            "next_attempt_at = NULL, last_error = NULL"
+        )
+        params = (DeliveryStatus.DELIVERED.value, _dt(outcome.attempted_at))
+    elif outcome.retry_at is not None:
+        sets = (
+            "attempts = attempts + 1, status = ?, next_attempt_at = ?, last_error = ?"
+        )
+        params = (
+            DeliveryStatus.PENDING.value,
+            _dt(outcome.retry_at),
+            outcome.error,
+        )
+    else:
+        sets = "attempts = attempts + 1, status = ?, next_attempt_at = NULL, last_error = ?"
+        params = (DeliveryStatus.DEAD.value, outcome.error)
+    return f"{sets}, {release}", params
 
 
 def _one_feed(conn: sqlite3.Connection, where: str, key: object) -> Feed:
