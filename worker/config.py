@@ -174,8 +174,9 @@ class FetchSettings(_Section):
     per_host_concurrency: int = Field(default=8, ge=1, le=1024)
     """Requests in flight to one host at once (``poll.concurrency`` is global)."""
     transport: Literal["aiohttp", "httpx"] = "aiohttp"
-    """HTTP transport under the httpx API: ``aiohttp`` (httpx-aiohttp, several times
-    faster per request) or httpx's own; falls back to httpx if not installed."""
+    """HTTP transport under the httpx API: ``aiohttp`` (feedwatch's own httpx
+    transport on aiohttp, several times faster per request than httpx's pool at
+    high concurrency) or httpx's own; falls back to httpx if aiohttp is missing."""
     honor_cache_headers: bool = True
     """Treat RSS ttl, Cache-Control max-age and Expires as the earliest next check."""
 
