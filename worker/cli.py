@@ -122,12 +122,14 @@ def _config_option(f: Any) -> Any:
 def run(ctx: click.Context, duration: float | None) -> None:
     """Run the daemon: poll due feeds, deliver alerts, until SIGTERM/SIGINT."""
     from worker.core import make_feedwatch
+    from worker.poll import start_pool
     from worker.scheduler import Daemon
 
     settings = _settings(ctx)
 
     async def main() -> None:
         fw = make_feedwatch(settings)
+        fw.pool = pool
         try:
             daemon = Daemon(fw)
             if settings.api.enabled:
@@ -142,7 +144,13 @@ def run(ctx: click.Context, duration: float | None) -> None:
         finally:
             await fw.aclose()
 
-    asyncio.run(main())
+    # Forked before the store is opened and before any thread starts.
+    pool = start_pool(settings)
+    try:
+        asyncio.run(main())
+    finally:
+        if pool is not None:
+            pool.close()
 
 
 @cli.command()
@@ -188,12 +196,13 @@ def poll(
 ) -> None:
     """Poll the due feeds once (``--all``: every feed), deliver, print a summary."""
     from worker.core import make_feedwatch
-    from worker.poll import poll_once
+    from worker.poll import poll_once, start_pool
 
     settings = _settings(ctx)
 
     async def main() -> dict[str, Any]:
         fw = make_feedwatch(settings)
+        fw.pool = pool
         # Everything imported and loaded so far lives until exit: keep the
         # collector from rescanning it on every full collection of the pass.
         gc.freeze()
@@ -220,7 +229,15 @@ def poll(
         finally:
             await fw.aclose()
 
-    out = asyncio.run(main())
+    # Forked before the store is opened and before any thread starts; what is
+    # loaded by now is shared with the poll processes, untouched by collections.
+    gc.freeze()
+    pool = start_pool(settings)
+    try:
+        out = asyncio.run(main())
+    finally:
+        if pool is not None:
+            pool.close()
     if as_json:
         click.echo(json.dumps(out, sort_keys=True))
     else:

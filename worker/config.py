@@ -157,6 +157,12 @@ class PollSettings(_Section):
     """Each next check is moved by up to this fraction, so polls spread out."""
     error_backoff_max: Duration = 86400.0
     """Ceiling of the exponential backoff after errors (never stops polling)."""
+    processes: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
+    """Processes that fetch, parse, classify and record a pass's feeds, each a
+    chunk at a time (forked at start-up, before any thread); ``1`` polls in the
+    main process. ``auto``: one per CPU, at most 4. Feeds whose new items alert are
+    handed back to the main process, which alone assigns stories and raises
+    alerts. An in-memory database always polls in one process."""
 
 
 class FetchSettings(_Section):

@@ -19,6 +19,7 @@ from worker.store import open_store
 if TYPE_CHECKING:
     from worker.channels.base import Channel
     from worker.classify import Ruleset
+    from worker.pool import ProcessPool
     from worker.store.base import Store
 
 __all__ = ["Feedwatch", "make_feedwatch"]
@@ -36,6 +37,8 @@ class Feedwatch:
         self.metrics = Metrics()
         self._ruleset: Ruleset | None = None
         self._channels: dict[str, Channel] | None = None
+        self.pool: ProcessPool | None = None
+        """Poll processes forked at start-up (``poll.start_pool``); None: one process."""
 
     @property
     def ruleset(self) -> Ruleset:

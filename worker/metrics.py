@@ -171,11 +171,16 @@ class Metrics:
     """The daemon's metrics in one registry of their own (never the global one), so
     two apps or tests in one process never share counts."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, keep: bool = False
+    ) -> None:
         self._registry = registry
         self._lock = threading.Lock()
         self._built: _Collectors | None = None
         self._pending: list[_Observation] = []
+        self._keep = keep
+        """Keep every observation for ``take`` (a poll process's metrics, handed to
+        the main process after each chunk), never building collectors."""
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -195,10 +200,23 @@ class Metrics:
 
     def _record(self, obs: _Observation) -> None:
         with self._lock:
-            if self._built is None and len(self._pending) < _MAX_PENDING:
+            if self._built is None and (
+                self._keep or len(self._pending) < _MAX_PENDING
+            ):
                 self._pending.append(obs)
                 return
         self._collectors().apply(obs)
+
+    def take(self) -> list[_Observation]:
+        """The observations kept so far, removed (see ``keep``)."""
+        with self._lock:
+            taken, self._pending = self._pending, []
+        return taken
+
+    def replay(self, observations: Iterable[_Observation]) -> None:
+        """Count observations another Metrics ``take``-s (a poll process's)."""
+        for obs in observations:
+            self._record(_Observation(*obs))
 
     def observe_poll(self, summary: PollSummary, seconds: float) -> None:
         """Count one poll pass: each feed's outcome, its errors, the new items and

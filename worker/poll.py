@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
+import os
 import random
 import time
 from collections import deque
@@ -17,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from worker import __version__
 from worker.alerts import alert_marks, route, story_alert, story_marks
@@ -31,6 +33,7 @@ from worker.websub import Discovery, discover, note_hubs, push_fed
 
 if TYPE_CHECKING:
     from worker.core import Feedwatch
+    from worker.pool import ProcessPool
     from worker.stories import StoryIndex
 
 __all__ = [
@@ -42,6 +45,8 @@ __all__ = [
     "next_check",
     "poll_interval",
     "poll_once",
+    "pool_size",
+    "start_pool",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,6 +88,16 @@ class PollSummary:
     outcomes: list[FeedOutcome] = field(default_factory=list)
     seconds: float = 0.0
     """Wall time of the pass (claim to last record)."""
+
+    def merge(self, other: PollSummary) -> None:
+        """Add the counts and outcomes of ``other`` (a chunk polled elsewhere)."""
+        self.polled += other.polled
+        self.not_modified += other.not_modified
+        self.failed += other.failed
+        self.new_items += other.new_items
+        self.alerts += other.alerts
+        self.alert_ids.extend(other.alert_ids)
+        self.outcomes.extend(other.outcomes)
 
     def as_dict(self) -> dict[str, object]:
         """The JSON summary (counts, then one entry per failed feed)."""
@@ -222,6 +237,19 @@ class _Fetch:
     """The WebSub hub the fetched feed names (looked for only when asked)."""
 
 
+class _HandOff(Exception):
+    """A poll process met a feed whose new items alert: the main process records it."""
+
+
+def _handed_off(f: _Fetch) -> _Fetch:
+    """``f`` as sent to the main process: its move and hub are already recorded,
+    its headers a plain dict (a mapping proxy does not pickle)."""
+    res = f.result
+    if isinstance(res, Fetched):
+        res = replace(res, body=b"", headers=dict(res.headers), permanent_redirect=None)
+    return _Fetch(f.feed, result=res, parsed=f.parsed, moved_to=f.moved_to)
+
+
 async def _fetch_one(
     fetcher: Fetcher,
     feed: Feed,
@@ -293,6 +321,9 @@ class _Pass:
         self._own = {f.url: f for f in fw.settings.feeds}
         self.pushed: frozenset[int] = frozenset()
         """Feeds a live WebSub hub pushes (``websub.push_fed``)."""
+        self.handoff: list[_Fetch] | None = None
+        """In a poll process: feeds whose new items alert, left unrecorded for the
+        main process, which alone assigns stories (None: assign them here)."""
 
     def schedule(self, feed: Feed) -> Schedule:
         """The feed's schedule (config overrides by URL)."""
@@ -423,6 +454,8 @@ class _Pass:
             matched.append(decision)
             if not decision.alert:
                 continue
+            if self.handoff is not None:
+                raise _HandOff
             story = self.stories().assign(item, decision, self.now)
             links.append(StoryLink(story=story, item_id=item.id, feed_id=feed.id))
             alerts.extend(self._alerts(item, decision, story))
@@ -566,17 +599,25 @@ async def _record_batch(p: _Pass, fetched: Sequence[_Fetch]) -> None:
             store.recent_item_counts, adaptive, now - timedelta(seconds=WEEK)
         )
 
-    def build() -> list[tuple[PollIntent, str]]:
+    def build() -> list[tuple[_Fetch, PollIntent, str]]:
         out = []
         for f in fetched:
             fid = f.feed.id if f.feed.id is not None else -1
-            out.append(p.intent_for(f, known.get(fid, set()), recent.get(fid, 0)))
+            try:
+                intent, status = p.intent_for(
+                    f, known.get(fid, set()), recent.get(fid, 0)
+                )
+            except _HandOff:
+                assert p.handoff is not None
+                p.handoff.append(_handed_off(f))
+                continue
+            out.append((f, intent, status))
         return out
 
     # Classification and story assignment are CPU work; the store read for the
     # story index is blocking I/O: both off the event loop.
     built = await asyncio.to_thread(build)
-    intents = [intent for intent, _ in built]
+    intents = [intent for _, intent, _ in built]
     try:
         records = await asyncio.to_thread(store.record_polls, intents)
     except StoreError as e:
@@ -589,7 +630,7 @@ async def _record_batch(p: _Pass, fetched: Sequence[_Fetch]) -> None:
             except StoreError as one:
                 log.error("recording the poll of %s failed: %s", intent.feed.url, one)
                 records.append(PollRecord(new_items=0, new_alerts=0))
-    for f, (intent, status), record in zip(fetched, built, records, strict=True):
+    for (f, intent, status), record in zip(built, records, strict=True):
         p.count(intent.feed, status, record, intent)
         if f.error is not None:
             p.summary.outcomes[-1].error_kind = _error_kind(f.error)
@@ -613,29 +654,213 @@ async def poll_once(
     p = _Pass(fw, now)
     p.summary.feeds = len(feeds)
     p.pushed = await push_fed(fw, now)
-    sem = asyncio.Semaphore(settings.poll.concurrency)
-    own = fetcher is None
-    f = fetcher or Fetcher(
-        settings.fetch,
-        version=__version__,
-        allow_files=True,
-        max_connections=settings.poll.concurrency,
-    )
     size = min(settings.poll.batch, RECORD_CHUNK)
     queue = deque(feeds)
     del feeds  # each chunk's feeds are released once recorded
+    pool = fw.pool if fetcher is None else None
+    local = _LocalFetcher(settings, fetcher)
     try:
-        if own:
-            await f.__aenter__()
-        while queue:
-            chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
-            await _poll_batch(p, chunk, f, sem)
+        if pool is not None and pool.size:
+            await _poll_pooled(p, pool, queue, size, local)
+        else:
+            f, sem = await local.get()
+            while queue:
+                chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
+                await _poll_batch(p, chunk, f, sem)
     finally:
-        if own:
-            await f.__aexit__(None, None, None)
+        await local.aclose()
     p.summary.seconds = time.perf_counter() - started
     fw.metrics.observe_poll(p.summary, p.summary.seconds)
     return p.summary
+
+
+class _LocalFetcher:
+    """The main process's fetcher and semaphore, opened on first use (a pooled pass
+    needs them only if a poll process fails)."""
+
+    def __init__(self, settings: Settings, given: Fetcher | None) -> None:
+        self.settings = settings
+        self.given = given
+        self.opened: Fetcher | None = None
+        self.sem: asyncio.Semaphore | None = None
+
+    async def get(self) -> tuple[Fetcher, asyncio.Semaphore]:
+        if self.sem is None:
+            self.sem = asyncio.Semaphore(self.settings.poll.concurrency)
+        if self.given is not None:
+            return self.given, self.sem
+        if self.opened is None:
+            f = Fetcher(
+                self.settings.fetch,
+                version=__version__,
+                allow_files=True,
+                max_connections=self.settings.poll.concurrency,
+            )
+            await f.__aenter__()
+            self.opened = f
+        return self.opened, self.sem
+
+    async def aclose(self) -> None:
+        if self.opened is not None:
+            f, self.opened = self.opened, None
+            await f.__aexit__(None, None, None)
+
+
+# -- poll processes -------------------------------------------------------------------
+
+
+@dataclass
+class ChunkJob:
+    """One chunk of claimed feeds for a poll process (leased by ``worker_id``)."""
+
+    feeds: list[Feed]
+    now: datetime
+    pushed: frozenset[int]
+    worker_id: str
+
+
+@dataclass
+class ChunkResult:
+    """What a poll process recorded, plus the feeds it left to the main process."""
+
+    summary: PollSummary
+    handoff: list[_Fetch]
+    observations: list[Any]
+    """Metric observations, replayed into the main process's metrics."""
+
+
+def _shareable(database: str) -> bool:
+    """Whether several processes can open ``database`` (a file or a server)."""
+    from worker.store.fastsqlite import sqlite_file_url
+
+    if sqlite_file_url(database) is not None:
+        return True
+    return database.startswith(("postgresql:", "postgresql+", "postgres:"))
+
+
+def pool_size(settings: Settings) -> int:
+    """Processes a pass uses: ``poll.processes`` (``auto``: one per usable CPU, at
+    most 4); 1 for a database only this process can open."""
+    setting = settings.poll.processes
+    wanted: int
+    if setting == "auto":
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # pragma: no cover - not on Linux
+            cpus = os.cpu_count() or 1
+        wanted = min(cpus, 4)
+    else:
+        wanted = setting
+    if wanted > 1 and not _shareable(settings.database):
+        return 1
+    return wanted
+
+
+def start_pool(settings: Settings) -> ProcessPool | None:
+    """Fork the poll processes (call before opening the store or starting a
+    thread); None when the pass runs in this process alone."""
+    n = pool_size(settings)
+    if n <= 1 or not hasattr(os, "fork"):
+        return None
+    from worker.pool import PoolError, ProcessPool
+
+    try:
+        return ProcessPool.fork(n, lambda: _PollProcess(settings, n))
+    except PoolError as e:
+        log.warning("%s; polling in one process", e)
+        return None
+
+
+def _share(settings: Settings, n: int) -> Settings:
+    """A poll process's settings: the global and per-host request limits split
+    between the ``n`` processes, so together they stay within them."""
+    poll = settings.poll.model_copy(
+        update={"concurrency": math.ceil(settings.poll.concurrency / n)}
+    )
+    fetch = settings.fetch.model_copy(
+        update={
+            "per_host_concurrency": math.ceil(settings.fetch.per_host_concurrency / n)
+        }
+    )
+    return settings.model_copy(update={"poll": poll, "fetch": fetch})
+
+
+class _PollProcess:
+    """A poll process's state: its own store connection, fetcher and metrics."""
+
+    def __init__(self, settings: Settings, n: int) -> None:
+        self.settings = _share(settings, n)
+        self.fw: Feedwatch | None = None
+        self.local = _LocalFetcher(self.settings, None)
+
+    async def handle(self, job: ChunkJob) -> ChunkResult:
+        """Fetch, parse, classify and record a chunk; alerting feeds come back."""
+        from worker.metrics import Metrics
+
+        if self.fw is None:
+            from worker.core import Feedwatch
+            from worker.store import open_store
+
+            self.fw = Feedwatch(self.settings, open_store(self.settings.database))
+        fw = self.fw
+        fw.worker_id = job.worker_id
+        fw.metrics = Metrics(keep=True)
+        p = _Pass(fw, job.now)
+        p.pushed = job.pushed
+        p.handoff = []
+        fetcher, sem = await self.local.get()
+        await _poll_batch(p, job.feeds, fetcher, sem)
+        log.info(
+            "poll process pid=%d feeds=%d handed_back=%d",
+            os.getpid(),
+            len(job.feeds),
+            len(p.handoff),
+        )
+        return ChunkResult(p.summary, p.handoff, fw.metrics.take())
+
+    async def aclose(self) -> None:
+        await self.local.aclose()
+        if self.fw is not None:
+            self.fw.store.close()
+
+
+async def _poll_pooled(
+    p: _Pass,
+    pool: ProcessPool,
+    queue: deque[Feed],
+    size: int,
+    local: _LocalFetcher,
+) -> None:
+    """Hand the chunks to the poll processes, one at a time each; record the feeds
+    they hand back here. A process that fails leaves its chunk, and the chunks its
+    turn would have taken, to this one (nothing it recorded is recorded twice: its
+    feeds' items are known by then)."""
+    from worker.pool import PoolError
+
+    settings = p.fw.settings
+    limit = max(settings.fetch.timeout * 4, 120.0) * 2
+
+    async def drive(index: int) -> None:
+        in_process = False
+        while queue:
+            chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
+            if not in_process:
+                job = ChunkJob(chunk, p.now, p.pushed, p.fw.worker_id)
+                try:
+                    res: ChunkResult = await pool.call(index, job, limit=limit)
+                except PoolError as e:
+                    log.error("%s; polling its feeds in the main process", e)
+                    in_process = True
+                else:
+                    p.summary.merge(res.summary)
+                    p.fw.metrics.replay(res.observations)
+                    if res.handoff:
+                        await _record_batch(p, res.handoff)
+                    continue
+            fetcher, sem = await local.get()
+            await _poll_batch(p, chunk, fetcher, sem)
+
+    await asyncio.gather(*(drive(i) for i in pool.idle()))
 
 
 PUSH_LEASE = 120.0

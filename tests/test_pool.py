@@ -1,0 +1,338 @@
+"""Poll processes (worker/pool.py, poll.start_pool): a pooled pass stores exactly what
+one process stores, stories and alerts included; a killed process loses nothing.
+
+Forking is only done from a process without threads, so every pooled pass here runs
+in a ``feedwatch`` subprocess (the feed server's threads live in the test process).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import publish_demo_feeds, write_config
+from feedserver import FeedServer
+
+from worker.config import Settings
+from worker.metrics import Metrics
+from worker.poll import _share, pool_size
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _feedwatch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "worker", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def _config(path: Path, db: Path, urls: list[str], processes: int) -> Path:
+    return write_config(
+        path,
+        {
+            "database": f"sqlite:///{db}",
+            "log_level": "INFO",
+            "fetch": {"allow_private_addresses": True, "timeout": "20s"},
+            # One feed per chunk: the feeds spread over the processes, and the two
+            # outlets of one story reach the main process from different ones.
+            "poll": {"processes": processes, "batch": 1},
+            "channels": [{"name": "f", "type": "file", "path": str(db) + ".jsonl"}],
+        },
+    )
+
+
+def _subscribe(cfg: Path, urls: list[str], cwd: Path) -> None:
+    listing = cwd / f"{cfg.stem}-feeds.txt"
+    listing.write_text("".join(u + "\n" for u in urls))
+    res = _feedwatch("feeds", "import", str(listing), "--config", str(cfg), cwd=cwd)
+    assert res.returncode == 0, res.stderr
+
+
+def _stored(db: Path) -> dict[str, Any]:
+    """What a pass left in the database, without ids and times a run picks itself."""
+    conn = sqlite3.connect(db)
+    try:
+        feeds = sorted(
+            conn.execute(
+                "SELECT url, title, status, etag, last_modified, body_hash, "
+                "error_count, last_error, lease_owner FROM feeds"
+            )
+        )
+        items = sorted(
+            conn.execute(
+                "SELECT f.url, i.item_id, i.title, i.url, i.published, i.summary "
+                "FROM items i JOIN feeds f ON f.id = i.feed_id"
+            )
+        )
+        stories: dict[str, set[str]] = {}
+        for story, item in conn.execute(
+            "SELECT s.story_id, i.item_id FROM story_items s "
+            "JOIN items i ON i.id = s.item_row_id"
+        ):
+            stories.setdefault(story, set()).add(item)
+        alerts = sorted(
+            (a["rule"], a["item"]["id"], a["story"]["title"])
+            for (payload,) in conn.execute("SELECT payload FROM alerts")
+            for a in [json.loads(payload)]
+        )
+        decisions = conn.execute("SELECT count(*) FROM matches").fetchone()[0]
+    finally:
+        conn.close()
+    return {
+        "feeds": feeds,
+        "items": items,
+        "stories": sorted(sorted(s) for s in stories.values()),
+        "alerts": alerts,
+        "decisions": decisions,
+    }
+
+
+def _summary(res: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert res.returncode == 0, res.stderr
+    out: dict[str, Any] = json.loads(res.stdout)
+    out.pop("seconds")
+    return out
+
+
+def _pids(stderr: str) -> set[str]:
+    return set(re.findall(r"poll process pid=(\d+) ", stderr))
+
+
+def test_pooled_pass_stores_what_one_process_stores(
+    tmp_path: Path, feed_server: FeedServer, demo_expected: dict[str, Any]
+) -> None:
+    urls = sorted(publish_demo_feeds(feed_server).values())
+    one = _config(tmp_path / "one.yaml", tmp_path / "one.db", urls, 1)
+    two = _config(tmp_path / "two.yaml", tmp_path / "two.db", urls, 2)
+    for cfg in (one, two):
+        _subscribe(cfg, urls, tmp_path)
+
+    args = ("poll", "--once", "--all", "--json", "--config")
+    solo = _feedwatch(*args, str(one), cwd=tmp_path)
+    pooled = _feedwatch(*args, str(two), cwd=tmp_path)
+
+    assert not _pids(solo.stderr), "processes: 1 must not fork"
+    assert len(_pids(pooled.stderr)) == 2, pooled.stderr  # both processes polled
+    assert _summary(pooled) == _summary(solo)
+    assert _summary(pooled)["alerts"] == demo_expected["alert_count"]
+    a, b = _stored(tmp_path / "one.db"), _stored(tmp_path / "two.db")
+    assert b == a
+    assert len(b["alerts"]) == demo_expected["alert_count"]
+    # The story two outlets carry is one story, with both reports in it.
+    (pair,) = demo_expected["same_story"]
+    joined = [s for s in b["stories"] if any(p in i for p in pair for i in s)]
+    assert len(joined) == 1 and len(joined[0]) >= 2
+    # The alerts each run delivered to its file channel: the same, once each.
+    lines = [
+        (tmp_path / f"{n}.db.jsonl").read_text().splitlines() for n in ("one", "two")
+    ]
+    assert len(lines[1]) == len(lines[0]) == demo_expected["alert_count"]
+
+    # Second pass: everything not modified, in both.
+    again = _summary(_feedwatch(*args, str(two), cwd=tmp_path))
+    assert again["not_modified"] == len(urls) and again["new_items"] == 0
+    assert again["alerts"] == 0
+    assert _stored(tmp_path / "two.db")["items"] == b["items"]
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    if not path.exists():
+        pytest.skip("no /proc/<pid>/task/<pid>/children on this kernel")
+    return [int(x) for x in path.read_text().split()]
+
+
+def test_killed_poll_processes_leave_their_feeds_to_the_main_process(
+    tmp_path: Path, feed_server: FeedServer, demo_expected: dict[str, Any]
+) -> None:
+    urls = sorted(publish_demo_feeds(feed_server).values())
+    for u in urls:
+        feed_server.slow(u.rsplit("/", 1)[1], 1.5)
+    cfg = _config(tmp_path / "fw.yaml", tmp_path / "fw.db", urls, 2)
+    _subscribe(cfg, urls, tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", "poll", "--once", "--all", "--json"]
+        + ["--config", str(cfg)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Both children are inside a slow request: kill them mid-chunk.
+        deadline = time.monotonic() + 30
+        while len(feed_server.requests) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        children = _children(proc.pid)
+        assert len(children) == 2, children
+        for child in children:
+            os.kill(child, signal.SIGKILL)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "died" in err and "polling its feeds in the main process" in err
+    summary = json.loads(out)
+    assert summary["polled"] == len(urls) and summary["failed"] == 0
+    assert summary["alerts"] == demo_expected["alert_count"]
+    stored = _stored(tmp_path / "fw.db")
+    assert len(stored["alerts"]) == demo_expected["alert_count"]
+    assert all(f[-1] is None for f in stored["feeds"]), "every lease released"
+    assert {f[0] for f in stored["feeds"]} == set(urls)
+
+
+# -- the pool itself, in a fresh interpreter (forking needs a thread-free process) --
+
+_POOL_SCRIPT = r"""
+import asyncio, json, os, sys, threading
+from worker.pool import PoolError, ProcessPool
+
+class Echo:
+    async def handle(self, job):
+        if job == "boom":
+            raise ValueError("bad job")
+        if job == "exit":
+            os._exit(3)
+        if job == "unpicklable":
+            return lambda: None
+        return {"pid": os.getpid(), "job": job}
+    async def aclose(self):
+        pass
+
+out = {}
+pool = ProcessPool.fork(2, Echo)
+pids = {w.pid for w in pool._workers}
+
+async def main():
+    got = await asyncio.gather(*(pool.call(i, f"job{i}", limit=30) for i in pool.idle()))
+    out["answers"] = sorted(g["job"] for g in got)
+    out["distinct_pids"] = len({g["pid"] for g in got})
+    out["children"] = sorted({g["pid"] for g in got}) == sorted(pids)
+    for job in ("boom", "unpicklable"):
+        try:
+            await pool.call(0, job, limit=30)
+        except PoolError as e:
+            out[job] = str(e)
+    out["after_errors"] = (await pool.call(0, "again", limit=30))["job"]
+    try:
+        await pool.call(1, "exit", limit=30)
+    except PoolError as e:
+        out["exit"] = str(e)
+    out["size_after_exit"] = pool.size
+    try:
+        await pool.call(1, "x", limit=30)
+    except PoolError as e:
+        out["dead_call"] = str(e)
+
+asyncio.run(main())
+pool.close()
+out["reaped"] = []
+for pid in pids:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+        out["reaped"].append(False)
+    except ChildProcessError:
+        out["reaped"].append(True)
+
+stop = threading.Event()
+t = threading.Thread(target=stop.wait)
+t.start()
+try:
+    ProcessPool.fork(1, Echo)
+except PoolError as e:
+    out["threads"] = str(e)
+stop.set()
+t.join()
+print(json.dumps(out))
+"""
+
+
+def test_process_pool_runs_jobs_reports_failures_and_reaps() -> None:
+    res = subprocess.run(
+        [sys.executable, "-c", _POOL_SCRIPT],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["answers"] == ["job0", "job1"]
+    assert out["distinct_pids"] == 2 and out["children"]
+    assert "failed: ValueError: bad job" in out["boom"]
+    assert "cannot send the result" in out["unpicklable"]
+    assert out["after_errors"] == "again", "a failed job leaves the process usable"
+    assert "died" in out["exit"]
+    assert out["size_after_exit"] == 1
+    assert "is gone" in out["dead_call"]
+    assert out["reaped"] == [True, True], "close() leaves no zombie"
+    assert "already runs threads" in out["threads"]
+
+
+# -- settings ---------------------------------------------------------------------
+
+
+def test_pool_size_follows_the_setting_and_the_database() -> None:
+    file_db = "sqlite:////tmp/x.db"
+    cpus = len(os.sched_getaffinity(0))
+    assert pool_size(Settings(database=file_db)) == min(cpus, 4)
+    assert pool_size(Settings(database=file_db, poll={"processes": 3})) == 3
+    assert pool_size(Settings(database=file_db, poll={"processes": 1})) == 1
+    pg = "postgresql://u@127.0.0.1/db"
+    assert pool_size(Settings(database=pg, poll={"processes": 2})) == 2
+    # Only this process can open an in-memory database.
+    for memory in ("sqlite://", "sqlite:///:memory:"):
+        assert pool_size(Settings(database=memory, poll={"processes": 4})) == 1
+
+
+def test_processes_must_be_auto_or_a_positive_count() -> None:
+    from pydantic import ValidationError
+
+    for bad in (0, -1, "many", 65):
+        with pytest.raises(ValidationError, match="processes"):
+            Settings(poll={"processes": bad})
+
+
+def test_poll_processes_split_the_request_limits() -> None:
+    s = Settings(
+        poll={"concurrency": 5, "processes": 2}, fetch={"per_host_concurrency": 3}
+    )
+    shared = _share(s, 2)
+    assert shared.poll.concurrency == 3 and shared.fetch.per_host_concurrency == 2
+    assert s.poll.concurrency == 5, "the main process keeps its own limits"
+    one = _share(Settings(fetch={"per_host_concurrency": 1}), 4)
+    assert one.fetch.per_host_concurrency == 1
+
+
+def test_metrics_kept_in_a_poll_process_replay_in_the_main_one() -> None:
+    child = Metrics(keep=True)
+    child.observe_matches(["summit"] * 12_000)  # past the unkept cap
+    child.observe_alerts(["summit"])
+    taken = child.take()
+    assert len(taken) == 12_001 and child.take() == []
+    main = Metrics()
+    main.replay(taken)
+    text = main.render().decode()
+    assert 'feedwatch_matches_total{rule="summit"} 12000.0' in text
+    assert 'feedwatch_alerts_total{rule="summit"} 1.0' in text
