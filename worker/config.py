@@ -11,12 +11,13 @@ or as ``<field>_file: PATH``.
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -27,13 +28,11 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-)
 
 from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pydantic_settings import BaseSettings
 
 __all__ = [
     "ApiSettings",
@@ -434,15 +433,21 @@ def _default_channels() -> tuple[ChannelSettings, ...]:
     )
 
 
-class Settings(BaseSettings):
-    """Everything feedwatch can be told; see ``feedwatch.example.yaml``."""
+class Settings(BaseModel):
+    """Everything feedwatch can be told; see ``feedwatch.example.yaml``.
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX,
-        env_nested_delimiter="__",
-        extra="forbid",
-        frozen=True,
-    )
+    ``Settings(**values)`` reads the sources the way pydantic-settings does (the
+    values given, then ``FEEDWATCH_*`` variables, ``FEEDWATCH_<KEY>_FILE``
+    variables, the YAML file being loaded, the defaults); pydantic-settings itself
+    (~50 ms to import) is loaded only when a ``FEEDWATCH_*`` variable is set or a
+    value is given under a name that is not a field's own.
+    """
+
+    # validate_default as BaseSettings has it.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**_source_values(values))
 
     database: str = "sqlite:///data/feedwatch.db"
     """SQLAlchemy URL: sqlite:///path or postgresql://user@host/db."""
@@ -493,22 +498,6 @@ class Settings(BaseSettings):
                 )
         return self
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (
-            init_settings,
-            env_settings,
-            _EnvFileSecretsSource(settings_cls),
-            _YamlSource(settings_cls),
-        )
-
     def channel(self, name: str) -> ChannelSettings:
         """The channel called ``name``; ConfigError naming the known ones if none."""
         for ch in self.channels:
@@ -520,40 +509,137 @@ class Settings(BaseSettings):
         )
 
 
-# The YAML document for the settings being built. pydantic-settings builds sources
-# inside the constructor, so the path travels through a context variable-like global
-# set only by load_settings (single-threaded start-up).
+# The YAML document for the settings being built. Sources are read inside the
+# constructor, so the document travels through a global set only by load_settings
+# (single-threaded start-up).
 _yaml_data: dict[str, Any] = {}
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _yaml_data.get(field_name), field_name, False
+def _deep_update(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``update`` merged in, mappings key by key (pydantic-settings'
+    merge of one source over the next)."""
+    out = base.copy()
+    for key, value in update.items():
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
 
-    def __call__(self) -> dict[str, Any]:
-        return dict(_yaml_data)
+
+def _needs_env_sources(values: dict[str, Any]) -> bool:
+    """True if pydantic-settings could find more than the YAML and ``values``: a
+    ``FEEDWATCH_*`` variable (names are matched case-insensitively) other than
+    ``FEEDWATCH_CONFIG``, or a value given by another name than its field's."""
+    prefix = ENV_PREFIX.lower()
+    for name in os.environ:
+        low = name.lower()
+        if low.startswith(prefix) and low != "feedwatch_config":
+            return True
+    return not Settings.model_fields.keys() >= values.keys()
 
 
-class _EnvFileSecretsSource(PydanticBaseSettingsSource):
-    """``FEEDWATCH_DATABASE_FILE=/run/secrets/db`` sets ``database`` from the file."""
+def _source_values(values: dict[str, Any]) -> dict[str, Any]:
+    """The input Settings validates: ``values`` over the environment over the YAML."""
+    if not _needs_env_sources(values):
+        return _deep_update(_yaml_data, values)
+    return _collect_sources(_settings_sources(), values)
 
-    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return None, field_name, False
 
-    def __call__(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name in self.settings_cls.model_fields:
-            var = f"{ENV_PREFIX}{name.upper()}_FILE"
-            path = os.environ.get(var)
-            if path is None:
-                continue
-            try:
-                out[name] = Path(path).read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise ConfigError(
-                    var, name, f"cannot read secret file {path!r}: {e}"
-                ) from e
-        return out
+class _Collected(Exception):
+    """Carries the merged input of the sources out of the collector."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        super().__init__()
+        self.values = values
+
+
+def _collect_sources(cls: type[BaseSettings], values: dict[str, Any]) -> dict[str, Any]:
+    try:
+        cls(**values)
+    except _Collected as c:
+        return c.values
+    raise AssertionError("the sources' collector did not stop before validation")
+
+
+@functools.cache
+def _settings_sources() -> type[BaseSettings]:
+    """A pydantic-settings class with Settings' fields that merges the sources
+    (pydantic-settings' own rules: env parsing, nested ``__`` keys, JSON values)
+    and hands the merged input back unvalidated; Settings validates it."""
+    from pydantic import ModelWrapValidatorHandler, create_model
+    from pydantic_settings import (
+        BaseSettings,
+        PydanticBaseSettingsSource,
+        SettingsConfigDict,
+    )
+
+    class YamlSource(PydanticBaseSettingsSource):
+        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+            return _yaml_data.get(field_name), field_name, False
+
+        def __call__(self) -> dict[str, Any]:
+            return dict(_yaml_data)
+
+    class EnvFileSecretsSource(PydanticBaseSettingsSource):
+        """``FEEDWATCH_DATABASE_FILE=/run/secrets/db`` sets ``database`` from the file."""
+
+        def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+            return None, field_name, False
+
+        def __call__(self) -> dict[str, Any]:
+            out: dict[str, Any] = {}
+            for name in self.settings_cls.model_fields:
+                var = f"{ENV_PREFIX}{name.upper()}_FILE"
+                path = os.environ.get(var)
+                if path is None:
+                    continue
+                try:
+                    out[name] = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as e:
+                    raise ConfigError(
+                        var, name, f"cannot read secret file {path!r}: {e}"
+                    ) from e
+            return out
+
+    class Collector(BaseSettings):
+        model_config = SettingsConfigDict(
+            env_prefix=ENV_PREFIX,
+            env_nested_delimiter="__",
+            extra="forbid",
+            frozen=True,
+        )
+
+        @model_validator(mode="wrap")
+        @classmethod
+        def _collect(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+            raise _Collected(data)
+
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return (
+                init_settings,
+                env_settings,
+                EnvFileSecretsSource(settings_cls),
+                YamlSource(settings_cls),
+            )
+
+    # The env source reads the fields' types (JSON for complex values, ``__``
+    # for nested keys): the same fields as Settings.
+    fields: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in Settings.model_fields.items()
+    }
+    SettingsSources: type[BaseSettings] = create_model(
+        "SettingsSources", __base__=Collector, **fields
+    )
+    return SettingsSources
 
 
 def find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
@@ -574,13 +660,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(
             str(path), "", f"cannot read the config file: {e.strerror}"
         ) from e
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(str(path), where, f"not valid YAML: {problem}") from e
+    data = _read_json(text)
+    if data is _NOT_JSON:
+        data = _load_yaml(path, text)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -588,6 +670,59 @@ def _read_yaml(path: Path) -> dict[str, Any]:
             str(path), "", "expected a mapping of settings at the top level"
         )
     return data
+
+
+_NOT_JSON: Any = object()
+_PLAIN_JSON_FLOAT = re.compile(r"-?\d+\.\d+")
+
+
+def _plain_float(text: str) -> float:
+    # YAML 1.1 (PyYAML) reads 1e5 and 1.5e5 as strings and has no NaN/Infinity
+    # spelled that way: such documents go to the YAML parser.
+    if not _PLAIN_JSON_FLOAT.fullmatch(text):
+        raise ValueError(text)
+    return float(text)
+
+
+def _not_yaml_constant(text: str) -> Any:
+    raise ValueError(text)
+
+
+def _short_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # PyYAML refuses keys of 1024 characters or more in a flow mapping.
+    if any(len(key) > 1000 for key, _ in pairs):
+        raise ValueError("long key")
+    return dict(pairs)
+
+
+def _read_json(text: str) -> Any:
+    """The document if it is JSON that PyYAML reads the same way, else _NOT_JSON:
+    a JSON config file is read without importing PyYAML (~10 ms). Tabs (PyYAML
+    refuses them between tokens), ``\\u`` escapes (it keeps surrogate pairs
+    apart), exponents and NaN/Infinity (it reads them as strings) go to PyYAML."""
+    if not text.lstrip(" \r\n").startswith("{") or "\t" in text or "\\u" in text:
+        return _NOT_JSON
+    try:
+        return json.loads(
+            text,
+            parse_float=_plain_float,
+            parse_constant=_not_yaml_constant,
+            object_pairs_hook=_short_keys,
+        )
+    except ValueError:
+        return _NOT_JSON
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(str(path), where, f"not valid YAML: {problem}") from e
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
