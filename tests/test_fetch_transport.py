@@ -9,8 +9,11 @@ import asyncio
 import base64
 import gzip
 import http.server
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from pathlib import Path
@@ -439,3 +442,64 @@ def test_transport_close_before_use_and_twice() -> None:
         await t.aclose()
 
     run(go())
+
+
+DEFAULT_CONTEXT_GET = """\
+import asyncio, os, ssl, sys
+from worker.fetch import AiohttpTransport
+
+AiohttpTransport()  # imports aiohttp
+import aiohttp
+import aiohttp.connector
+
+assert "set_default_verify_paths" not in ssl.SSLContext.__dict__  # restored
+assert type(ssl.create_default_context()) is ssl.SSLContext
+verified = aiohttp.connector._SSL_CONTEXT_VERIFIED
+assert verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname
+# OpenSSL reads SSL_CERT_FILE when the store is loaded: this one counts only if
+# nothing was loaded at import.
+os.environ["SSL_CERT_FILE"] = sys.argv[3]
+
+
+async def main() -> None:
+    async with aiohttp.ClientSession() as session:  # aiohttp's default context
+        try:
+            async with session.get(sys.argv[1]) as r:
+                print(r.status, await r.read() == sys.argv[2].encode())
+        except aiohttp.ClientConnectorCertificateError as e:
+            print("refused", "certificate verify failed" in str(e))
+
+
+asyncio.run(main())
+"""
+
+
+def test_aiohttp_default_contexts_load_the_ca_store_on_first_use(
+    tls_url: str, certificate: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """aiohttp's own default contexts, whose CA loading the transport defers from
+    the import to the first handshake, trust the default CA store (SSL_CERT_FILE)
+    as it is then, and only it."""
+
+    (tmp_path / "other").mkdir()
+    other = make_self_signed_cert(tmp_path / "other")
+    assert other is not None
+
+    def get(ca_file: Path) -> str:
+        # At import, the store would be the other certificate.
+        env = {**os.environ, "SSL_CERT_FILE": str(other[0])}
+        env["SSL_CERT_DIR"] = str(tmp_path)  # no hashed certificates: the file alone
+        args = [tls_url, RSS.decode(), str(ca_file)]
+        res = subprocess.run(
+            [sys.executable, "-c", DEFAULT_CONTEXT_GET, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip()
+
+    assert get(certificate[0]) == "200 True"
+    assert get(other[0]) == "refused True"

@@ -14,6 +14,8 @@ import logging
 import re
 import socket
 import ssl
+import sys
+import threading
 import time
 import types
 import urllib.parse
@@ -59,6 +61,7 @@ __all__ = [
     "guarded_transport",
     "is_public_address",
     "parse_retry_after",
+    "preload_transport",
     "system_resolve",
 ]
 
@@ -454,6 +457,81 @@ def _guarded_resolver(
 _HTTP_VERSIONS: dict[object, bytes] = {(1, 1): b"HTTP/1.1", (1, 0): b"HTTP/1.0"}
 
 
+class _DeferredCAContext(ssl.SSLContext):
+    """An SSLContext that loads the default CA store (``set_default_verify_paths``)
+    on first use instead of when asked: before its first handshake (``wrap_bio``,
+    ``wrap_socket``) or a look at its store, so it verifies exactly as loaded."""
+
+    def _load_default_ca(self) -> None:
+        with _DEFERRED_CA_LOCK:
+            if not self.__dict__.get("_ca_loaded"):
+                _SET_DEFAULT_VERIFY_PATHS(self)
+                self.__dict__["_ca_loaded"] = True
+
+    def set_default_verify_paths(self) -> None:
+        self._load_default_ca()
+
+    def wrap_socket(self, *args: Any, **kwargs: Any) -> Any:
+        self._load_default_ca()
+        return super().wrap_socket(*args, **kwargs)
+
+    def wrap_bio(self, *args: Any, **kwargs: Any) -> Any:
+        self._load_default_ca()
+        return super().wrap_bio(*args, **kwargs)
+
+    def get_ca_certs(self, binary_form: bool = False) -> Any:
+        self._load_default_ca()
+        return super().get_ca_certs(binary_form)
+
+    def cert_store_stats(self) -> dict[str, int]:
+        self._load_default_ca()
+        return super().cert_store_stats()
+
+
+_SET_DEFAULT_VERIFY_PATHS = ssl.SSLContext.set_default_verify_paths
+_DEFERRED_CA_LOCK = threading.Lock()
+_IMPORT_AIOHTTP_LOCK = threading.Lock()
+
+
+def _defer_default_verify_paths(self: ssl.SSLContext) -> None:
+    if type(self) is ssl.SSLContext:
+        self.__class__ = _DeferredCAContext
+    else:  # a subclass of its own: loaded now, as asked
+        _SET_DEFAULT_VERIFY_PATHS(self)
+
+
+def _import_aiohttp() -> None:
+    """Import aiohttp (ImportError if missing) without loading the CA store twice.
+
+    aiohttp builds two default TLS contexts when imported, each loading the system
+    CA store (~25 ms apiece) although feedwatch hands it its own context for https.
+    While aiohttp is imported, a context asked to load the default store gets it
+    on its first handshake instead (``_DeferredCAContext``); nothing else changes.
+    """
+    if "aiohttp.connector" in sys.modules:
+        return
+    with _IMPORT_AIOHTTP_LOCK:
+        own = ssl.SSLContext.__dict__.get("set_default_verify_paths")
+        ssl.SSLContext.set_default_verify_paths = _defer_default_verify_paths  # type: ignore[method-assign]
+        try:
+            import aiohttp  # noqa: F401
+        finally:
+            if own is None:
+                del ssl.SSLContext.set_default_verify_paths
+            else:
+                ssl.SSLContext.set_default_verify_paths = own  # type: ignore[method-assign]
+
+
+def preload_transport(transport: str) -> None:
+    """Import the HTTP transport now rather than on the first request: before the
+    poll processes are forked, so they share it instead of each importing it."""
+    if transport == "aiohttp":
+        try:
+            _import_aiohttp()
+        except ImportError:  # the Fetcher falls back to httpx's own transport
+            pass
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """An httpx transport over one aiohttp connection pool: httpx's request and
     response types for little more than aiohttp's own cost per request.
@@ -469,7 +547,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     RemoteProtocolError, ReadError, ...); AddressRefused from the guard as is.
 
     ``allowed`` and ``resolve`` as for :func:`guarded_transport`; ``verify=False``
-    skips certificate checks. aiohttp is imported here (ImportError if missing);
+    skips certificate checks. aiohttp is imported here (ImportError if missing;
+    see ``_import_aiohttp``);
     the session is made in the running loop on the first request and the TLS
     context on the first https request.
     """
@@ -483,7 +562,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         resolve: Resolve | None = None,
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        import aiohttp  # noqa: F401 (ImportError here, not on the first request)
+        _import_aiohttp()  # ImportError here, not on the first request
 
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry

@@ -764,11 +764,22 @@ def start_pool(settings: Settings) -> ProcessPool | None:
         return None
     from worker.pool import PoolError, ProcessPool
 
+    _preload(settings)
     try:
         return ProcessPool.fork(n, lambda: _PollProcess(settings, n))
     except PoolError as e:
         log.warning("%s; polling in one process", e)
         return None
+
+
+def _preload(settings: Settings) -> None:
+    """Import, once and before forking, what every poll process would otherwise
+    import for itself: the HTTP transport and asyncio.to_thread's executor."""
+    import concurrent.futures.thread  # noqa: F401
+
+    from worker.fetch import preload_transport
+
+    preload_transport(settings.fetch.transport)
 
 
 def _share(settings: Settings, n: int) -> Settings:
@@ -839,6 +850,9 @@ async def _poll_pooled(
 
     settings = p.fw.settings
     limit = max(settings.fetch.timeout * 4, 120.0) * 2
+    # The story index and this process's store connection take one chunk at a
+    # time, as in a pass without poll processes.
+    here = asyncio.Lock()
 
     async def drive(index: int) -> None:
         in_process = False
@@ -855,10 +869,12 @@ async def _poll_pooled(
                     p.summary.merge(res.summary)
                     p.fw.metrics.replay(res.observations)
                     if res.handoff:
-                        await _record_batch(p, res.handoff)
+                        async with here:
+                            await _record_batch(p, res.handoff)
                     continue
             fetcher, sem = await local.get()
-            await _poll_batch(p, chunk, fetcher, sem)
+            async with here:
+                await _poll_batch(p, chunk, fetcher, sem)
 
     await asyncio.gather(*(drive(i) for i in pool.idle()))
 
