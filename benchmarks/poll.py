@@ -8,7 +8,9 @@ Per repetition, on fresh databases: (1) first poll, everything new; tick 10% of 
 feeds (1-5 new items each); (2) changed10; (3) unchanged (all 304). feedwatch runs
 ``feedwatch poll --once --all --json`` as a subprocess (start-up included); reader runs
 ``update_feeds(scheduled=False)`` in this process. Then the same with a server that
-sends no validators (never 304): first, then unchanged (timed).
+sends no validators (never 304): first, then unchanged (timed). feedwatch runs with
+its default ``poll.processes: auto`` (one poll process per CPU); ``--memory-feeds``
+measures memory with it and with ``processes: 1``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,15 +36,61 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 PYTHON = sys.executable
 
-# Runs the CLI, then reports the process's own peak RSS (KiB) on stderr.
+# Runs the CLI, then reports the process's own peak RSS (KiB) on stderr, and the
+# largest peak of its poll processes (reaped by then).
 _LAUNCH = (
     "import atexit, resource, sys\n"
     "atexit.register(lambda: sys.stderr.write("
-    "'\\nPEAK_RSS_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+    "'\\nPEAK_RSS_KB %d %d\\n' % (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,"
+    " resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)))\n"
     "from worker.cli import main\n"
     "sys.argv = ['feedwatch', *sys.argv[1:]]\n"
     "main()\n"
 )
+
+
+class TreeMemory:
+    """Samples the summed RSS and PSS (KiB) of a process and its children every
+    20 ms from /proc: the resident memory of feedwatch as a whole, poll processes
+    included (PSS counts a page shared by n processes as 1/n in each)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.rss = 0
+        self.pss = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _tree(self) -> list[int]:
+        pids = [self.pid]
+        try:
+            kids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text()
+            pids += [int(k) for k in kids.split()]
+        except OSError:
+            pass
+        return pids
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            rss = pss = 0
+            for pid in self._tree():
+                try:
+                    text = Path(f"/proc/{pid}/smaps_rollup").read_text()
+                except OSError:
+                    continue
+                for line in text.splitlines():
+                    if line.startswith("Rss:"):
+                        rss += int(line.split()[1])
+                    elif line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+            self.rss = max(self.rss, rss)
+            self.pss = max(self.pss, pss)
+
+    def stop(self) -> dict[str, int]:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        return {"tree_rss_kb": self.rss, "tree_pss_kb": self.pss}
 
 
 @contextmanager
@@ -83,14 +132,14 @@ def warm_rules_cache() -> None:
     subprocess.run([PYTHON, "-c", code], cwd=REPO, check=True)
 
 
-def write_config(tmp: Path, feeds: int) -> Path:
+def write_config(tmp: Path, feeds: int, processes: int | str = "auto") -> Path:
     """A feedwatch config for the run: fresh SQLite file, loopback allowed."""
-    cfg = {
+    cfg: dict[str, Any] = {
         "database": f"sqlite:///{tmp / 'fw.db'}",
         "cache_dir": str(CACHE_DIR),
         "log_level": "WARNING",
         "fetch": {"allow_private_addresses": True, "per_host_concurrency": 64},
-        "poll": {"concurrency": 64, "batch": 1000},
+        "poll": {"concurrency": 64, "batch": 1000, "processes": processes},
         "channels": [
             {"type": "file", "name": "file", "path": str(tmp / "alerts.jsonl")}
         ],
@@ -100,42 +149,58 @@ def write_config(tmp: Path, feeds: int) -> Path:
     return path
 
 
-def feedwatch(config: Path, *args: str) -> tuple[float, dict[str, Any], int]:
-    """Run one CLI command; returns wall seconds, its JSON output, peak RSS KiB."""
+LAST_MEMORY: dict[str, int] = {}
+"""Memory figures of the last ``feedwatch`` call (peak RSS of the main process, the
+largest poll process, and the sampled whole-tree RSS/PSS)."""
+
+
+def feedwatch(
+    config: Path, *args: str, sample: bool = False
+) -> tuple[float, dict[str, Any], int]:
+    """Run one CLI command; returns wall seconds, its JSON output, peak RSS KiB of
+    the main process (``LAST_MEMORY`` has the rest; the tree is sampled only with
+    ``sample``, off for timed passes)."""
     started = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [PYTHON, "-c", _LAUNCH, *args[:2], "--config", str(config), *args[2:]],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         cwd=REPO,
-        check=False,
     )
+    tree = TreeMemory(proc.pid) if sample else None
+    stdout, stderr = proc.communicate()
     elapsed = time.perf_counter() - started
+    sampled = tree.stop() if tree is not None else {}
     if proc.returncode != 0:
-        raise RuntimeError(f"feedwatch {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    rss = 0
-    for line in proc.stderr.splitlines():
+        raise RuntimeError(f"feedwatch {' '.join(args)} failed:\n{stderr[-3000:]}")
+    rss = child = 0
+    for line in stderr.splitlines():
         if line.startswith("PEAK_RSS_KB"):
-            rss = int(line.split()[1])
-    out = proc.stdout.strip().splitlines()
+            rss, child = (int(x) for x in line.split()[1:3])
+    LAST_MEMORY.clear()
+    LAST_MEMORY.update(main_rss_kb=rss, child_rss_kb=child, **sampled)
+    out = stdout.strip().splitlines()
     data = json.loads(out[-1]) if out and out[-1].startswith("{") else {}
     return elapsed, data, rss
 
 
-def fw_setup(base: str, feeds: int) -> tuple[tempfile.TemporaryDirectory[str], Path]:
+def fw_setup(
+    base: str, feeds: int, processes: int | str = "auto"
+) -> tuple[tempfile.TemporaryDirectory[str], Path]:
     """A fresh feedwatch directory subscribed to every feed (not timed)."""
     tmp = tempfile.TemporaryDirectory(prefix="fwbench-")
     path = Path(tmp.name)
-    config = write_config(path, feeds)
+    config = write_config(path, feeds, processes)
     urls = path / "feeds.txt"
     urls.write_text("".join(f"{base}/feed/{n}\n" for n in range(feeds)))
     feedwatch(config, "feeds", "import", str(urls))
     return tmp, config
 
 
-def fw_poll(config: Path) -> tuple[float, dict[str, Any], int]:
+def fw_poll(config: Path, *, sample: bool = False) -> tuple[float, dict[str, Any], int]:
     """One timed ``feedwatch poll --once --all --json``."""
-    return feedwatch(config, "poll", "--once", "--all", "--json")
+    return feedwatch(config, "poll", "--once", "--all", "--json", sample=sample)
 
 
 def reader_setup(base: str, feeds: int) -> tuple[tempfile.TemporaryDirectory[str], Any]:
@@ -159,7 +224,7 @@ def reader_update(r: Any) -> float:
 def run(feeds: int, reps: int) -> dict[str, Any]:
     """Every timed pass of both, interleaved; raw seconds per pass and repetition."""
     times: dict[str, list[float]] = {}
-    rss: list[int] = []
+    rss: list[dict[str, int]] = []
     checks: list[str] = []
 
     def note(key: str, seconds: float) -> None:
@@ -171,10 +236,10 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
             rd_tmp, r = reader_setup(base, feeds)
             try:
                 expected = admin(base, "stats")["total_items"]
-                t, out, peak = fw_poll(config)
+                t, out, _ = fw_poll(config)
                 note("feedwatch first", t)
                 note("pass feedwatch first", out.get("seconds", t))
-                rss.append(peak)
+                rss.append(dict(LAST_MEMORY))
                 if out.get("new_items") != expected or out.get("failed"):
                     checks.append(f"rep {rep} first: feedwatch {out} vs {expected}")
                 note("reader first", reader_update(r))
@@ -183,19 +248,19 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
                     checks.append(f"rep {rep} first: reader stored {got} vs {expected}")
 
                 admin(base, "tick?fraction=0.1")
-                t, out, peak = fw_poll(config)
+                t, out, _ = fw_poll(config)
                 note("feedwatch changed10", t)
                 note("pass feedwatch changed10", out.get("seconds", t))
-                rss.append(peak)
+                rss.append(dict(LAST_MEMORY))
                 note("reader changed10", reader_update(r))
                 total = admin(base, "stats")["total_items"]
                 if r.get_entry_counts().total != total:
                     checks.append(f"rep {rep} changed10: reader count off")
 
-                t, out, peak = fw_poll(config)
+                t, out, _ = fw_poll(config)
                 note("feedwatch unchanged", t)
                 note("pass feedwatch unchanged", out.get("seconds", t))
-                rss.append(peak)
+                rss.append(dict(LAST_MEMORY))
                 if out.get("not_modified") != feeds:
                     checks.append(f"rep {rep} unchanged: feedwatch {out}")
                 note("reader unchanged", reader_update(r))
@@ -225,29 +290,35 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
         "feeds": feeds,
         "reps": reps,
         "seconds": times,
-        "peak_rss_kb": rss,
+        "memory_kb": rss,
         "checks": checks,
     }
 
 
 def memory(feeds: int) -> dict[str, Any]:
-    """Peak RSS of ``poll --once --all`` (first and unchanged) with ``feeds`` feeds."""
+    """Memory of ``poll --once --all`` (first and unchanged) with ``feeds`` feeds,
+    with the default poll processes and with one process: the main process's peak
+    RSS, the largest poll process's, and the sampled peak RSS/PSS of the tree."""
+    res: dict[str, Any] = {"feeds": feeds}
     with feed_server(feeds) as base:
-        fw_tmp, config = fw_setup(base, feeds)
-        try:
-            t1, out1, first = fw_poll(config)
-            t2, out2, unchanged = fw_poll(config)
-        finally:
-            fw_tmp.cleanup()
-    return {
-        "feeds": feeds,
-        "first_seconds": t1,
-        "first_new_items": out1.get("new_items"),
-        "first_peak_rss_kb": first,
-        "unchanged_seconds": t2,
-        "unchanged_peak_rss_kb": unchanged,
-        "unchanged_not_modified": out2.get("not_modified"),
-    }
+        for processes in ("auto", 1):
+            fw_tmp, config = fw_setup(base, feeds, processes)
+            try:
+                t1, out1, _ = fw_poll(config, sample=True)
+                first = dict(LAST_MEMORY)
+                t2, out2, _ = fw_poll(config, sample=True)
+                unchanged = dict(LAST_MEMORY)
+            finally:
+                fw_tmp.cleanup()
+            res[f"processes={processes}"] = {
+                "first_seconds": t1,
+                "first_new_items": out1.get("new_items"),
+                "first": first,
+                "unchanged_seconds": t2,
+                "unchanged_not_modified": out2.get("not_modified"),
+                "unchanged": unchanged,
+            }
+    return res
 
 
 def report(res: dict[str, Any]) -> str:
@@ -293,13 +364,15 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--memory-feeds", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--memory-only", action="store_true", help="Skip the speed passes.")
     args = ap.parse_args()
     # An installed feedwatch has its bytecode; this checkout may not (with
     # PYTHONDONTWRITEBYTECODE set every CLI run would compile ~10k lines again).
     compileall.compile_dir(REPO / "worker", quiet=1)
     warm_rules_cache()
     try:
-        res = run(args.feeds, args.reps)
+        res = {"seconds": {}} if args.memory_only else run(args.feeds, args.reps)
+        res.setdefault("feeds", args.feeds)
         if args.memory_feeds:
             res["memory"] = memory(args.memory_feeds)
     finally:

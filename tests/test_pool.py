@@ -168,8 +168,17 @@ def test_killed_poll_processes_leave_their_feeds_to_the_main_process(
     _subscribe(cfg, urls, tmp_path)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "worker", "poll", "--once", "--all", "--json"]
-        + ["--config", str(cfg)],
+        [
+            sys.executable,
+            "-m",
+            "worker",
+            "poll",
+            "--once",
+            "--all",
+            "--json",
+            "--config",
+            str(cfg),
+        ],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
