@@ -6,14 +6,18 @@ with evidence spans and the extracted ``Event``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from worker.classify.events import build_unchecked as _build
 from worker.classify.events import extract_event
 from worker.classify.gazetteer import Gazetteer
 from worker.classify.matcher import (
+    ActorNode,
     Analysis,
     Compiler,
+    CountriesNode,
     GroupNode,
     NearNode,
     Node,
@@ -25,6 +29,7 @@ from worker.classify.matcher import (
     scan_more,
 )
 from worker.classify.rules import RuleSource, RuleSpec
+from worker.classify.text import ascii_words, normalize, words
 from worker.models import Decision, Evidence, Item
 
 __all__ = ["CompiledRule", "Ruleset"]
@@ -60,6 +65,52 @@ def _required(node: Node) -> frozenset[str] | None:
             if all(x is not None for x in sets):
                 return frozenset().union(*sets)  # type: ignore[arg-type]
     return None
+
+
+Anchors = dict[str, tuple[frozenset[str], ...]]
+"""One word of each key -> the words of the keys it was chosen for."""
+
+
+def _anchors(auto: Scanner, wanted: Callable[[Any], bool]) -> Anchors | None:
+    """The words of each ``wanted`` key (by its automaton value) that text without
+    CJK, kana or hangul can hold, under its longest word. None when such a key has
+    no word (no prefilter then)."""
+    out: dict[str, set[frozenset[str]]] = {}
+    for key, value in auto.exact.items():
+        if not wanted(value):
+            continue
+        found = words(key)
+        if found is None:
+            continue  # a CJK key: only in text that is always scanned
+        if not found:
+            return None
+        out.setdefault(max(found, key=len), set()).add(frozenset(found))
+    return {w: tuple(sorted(v, key=sorted)) for w, v in out.items()}
+
+
+def _may_hold(anchors: Anchors, found: set[str]) -> bool:
+    """Whether every word of some key is among ``found``."""
+    for w in anchors.keys() & found:  # in C, over the (few) words found
+        for k in anchors[w]:
+            if k <= found:
+                return True
+    return False
+
+
+def _needs_actor(node: Node) -> bool:
+    """Whether ``node`` can hold only if the item names some actor (a gazetteer
+    alias hit: mentions are resolved from those alone)."""
+    if isinstance(node, ActorNode):
+        return node.min >= 1
+    if isinstance(node, CountriesNode):
+        return node.min >= 1 or node.any_of is not None
+    if isinstance(node, NearNode):
+        return _needs_actor(node.a) or _needs_actor(node.b)
+    if isinstance(node, GroupNode):
+        if any(_needs_actor(c) for c in node.all):
+            return True
+        return bool(node.any) and all(_needs_actor(c) for c in node.any)
+    return False
 
 
 def _no_alert(item_id: str) -> Decision:
@@ -139,9 +190,23 @@ class Ruleset:
         # Every rule needs a hit of one of these lexicons; an item with none of them
         # cannot fire a rule. None: some rule can fire without a phrase.
         needs = [_required(r.when) for r in self.rules]
+        self._needs: tuple[frozenset[str] | None, ...] = tuple(needs)
         self._triggers: frozenset[str] | None = (
             None if any(n is None for n in needs) else frozenset().union(*needs)  # type: ignore[arg-type]
         )
+        # Every rule needs an actor too (an alias hit of the gazetteer), or not.
+        self._needs_actor = all(_needs_actor(r.when) for r in self.rules)
+        # Words of the keys of those lexicons (and of the aliases): text without CJK
+        # that does not hold all words of one of them cannot fire a rule, and is not
+        # scanned (``_may_fire``).
+        self._anchors: tuple[Anchors, ...] | None = None
+        triggers = self._triggers
+        if triggers is not None:
+            sets = [_anchors(self._automaton, lambda v: not triggers.isdisjoint(v[1]))]
+            if self._needs_actor:
+                sets.append(_anchors(self._automaton, lambda v: bool(v[3])))
+            if all(x is not None for x in sets):
+                self._anchors = tuple(x for x in sets if x is not None)
 
     def analyse(self, item: Item) -> Analysis:
         """Scan one item (phrase hits and actor mentions), for rules and explain."""
@@ -151,15 +216,40 @@ class Ruleset:
 
     def classify(self, item: Item) -> Decision:
         """The verdict on one item: rules fired, topics, score, evidence and event."""
+        if not self._may_fire(item):
+            return _no_alert(item.id)
         an = scan(self._automaton, self.gazetteer, item)
         if self._triggers is not None and self._triggers.isdisjoint(an.hits):
             return _no_alert(item.id)
+        if self._needs_actor and not an.raw:
+            return _no_alert(item.id)
         fired: list[tuple[RuleSpec, float, list[Span]]] = []
-        for rule in self.rules:
+        hits = an.hits
+        for rule, need in zip(self.rules, self._needs, strict=True):
+            if need is not None and need.isdisjoint(hits):
+                continue  # its gate cannot hold
             ok, score, spans = rule.evaluate(an)
             if ok:
                 fired.append((rule.spec, score, spans))
         return self.decide(item, an, fired)
+
+    def _may_fire(self, item: Item) -> bool:
+        """False when no rule can fire on the item, which is then not scanned: the
+        words of a key the scan finds (word-bounded) are whole words of the text, so
+        text without CJK, kana or hangul that lacks a word of every trigger key
+        (or of every alias, when each rule needs an actor) fires no rule."""
+        anchors = self._anchors
+        if anchors is None:
+            return True
+        found: set[str] = set()
+        for text in (item.title, item.summary):
+            if not text:
+                continue
+            ws = ascii_words(text) if text.isascii() else words(normalize(text))
+            if ws is None:
+                return True
+            found.update(ws)
+        return all(_may_hold(a, found) for a in anchors)
 
     def decide(
         self, item: Item, an: Analysis, fired: list[tuple[RuleSpec, float, list[Span]]]
