@@ -43,7 +43,7 @@ class _Model(BaseModel):
     # Schemas are built on first validation: a pass that never validates an
     # Alert or a Delivery does not pay for building them at import.
     model_config = ConfigDict(
-        frozen=True, extra="forbid", use_attribute_docstrings=True, defer_build=True
+        frozen=True, extra="forbid", defer_build=True
     )
 
 
