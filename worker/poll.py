@@ -59,6 +59,9 @@ RECORD_CHUNK = 250
 """Most feeds fetched, parsed and recorded together (one store transaction): their
 parsed items are held until recorded (~50 KB a feed); chunks of 1,000 held ~45 MB
 more at the peak and were no faster (measured at 1,000 and 10,000 feeds)."""
+POOL_CHUNKS = 4
+"""With poll processes, a pass is cut into at least this many chunks a process
+(each still at most ``RECORD_CHUNK``), so no process idles long at the end."""
 
 
 @dataclass
@@ -661,7 +664,9 @@ async def poll_once(
     local = _LocalFetcher(settings, fetcher)
     try:
         if pool is not None and pool.size:
-            await _poll_pooled(p, pool, queue, size, local)
+            # Four chunks a process at least, so they finish close together.
+            share = max(1, math.ceil(len(queue) / (pool.size * POOL_CHUNKS)))
+            await _poll_pooled(p, pool, queue, min(size, share), local)
         else:
             f, sem = await local.get()
             while queue:
