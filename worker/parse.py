@@ -16,7 +16,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
 from types import ModuleType
@@ -114,6 +114,32 @@ _ZERO_WIDTH: dict[int, str | None] = {
     **_SCRUB,
     **dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"), None),
 }
+
+
+def _char_class(chars: Iterable[int]) -> re.Pattern[str]:
+    """A pattern matching exactly one of ``chars`` (as ranges of code points)."""
+    ranges: list[list[int]] = []
+    for c in sorted(chars):
+        if ranges and ranges[-1][1] == c - 1:
+            ranges[-1][1] = c
+        else:
+            ranges.append([c, c])
+    return re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
+
+
+# str.translate with these tables costs microseconds even when it changes nothing;
+# they only map characters that are not printable, and these patterns find them.
+_SCRUB_CHAR = _char_class(_SCRUB)
+_ZERO_WIDTH_CHAR = _char_class(_ZERO_WIDTH)
+
+
+def _scrub(text: str) -> str:
+    """``text.translate(_SCRUB)``, without the table walk when nothing is mapped."""
+    if text.isprintable() or _SCRUB_CHAR.search(text) is None:
+        return text
+    return text.translate(_SCRUB)
+
+
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _BLOCK_TAGS = frozenset(
     "address article aside blockquote br dd div dl dt figcaption figure footer h1 h2 "
@@ -143,7 +169,9 @@ class ParsedFeed:
 
 def normalize_text(text: str, limit: int | None = None) -> str:
     """Remove zero-width and control characters, collapse whitespace, trim, cap."""
-    text = " ".join(text.translate(_ZERO_WIDTH).split())
+    if not text.isprintable() and _ZERO_WIDTH_CHAR.search(text) is not None:
+        text = text.translate(_ZERO_WIDTH)
+    text = " ".join(text.split())
     if limit is not None and len(text) > limit:
         text = text[:limit].rstrip()
     return text
@@ -269,11 +297,34 @@ def _text(value: object, kind: str | None, limit: int) -> str:
 
 
 def _is_tracking(key: str) -> bool:
-    k = urllib.parse.unquote(key).strip().lower()
-    return k.startswith("utm_") or k in TRACKING_PARAMS
+    tracking = _TRACKING_KEYS.get(key)
+    if tracking is None:
+        k = urllib.parse.unquote(key).strip().lower()
+        tracking = k.startswith("utm_") or k in TRACKING_PARAMS
+        if len(_TRACKING_KEYS) >= _MEMO_MAX:
+            _TRACKING_KEYS.clear()
+        _TRACKING_KEYS[key] = tracking
+    return tracking
+
+
+# Bounded memos of two pure functions: feeds repeat their hosts and parameter names.
+_MEMO_MAX = 4_096
+_TRACKING_KEYS: dict[str, bool] = {}
+_NETLOCS: dict[tuple[str, str], str] = {}
 
 
 def _canonical_netloc(scheme: str, netloc: str) -> str:
+    key = (scheme, netloc)
+    out = _NETLOCS.get(key)
+    if out is None:
+        out = _canonical_netloc_once(scheme, netloc)
+        if len(_NETLOCS) >= _MEMO_MAX:
+            _NETLOCS.clear()
+        _NETLOCS[key] = out
+    return out
+
+
+def _canonical_netloc_once(scheme: str, netloc: str) -> str:
     userinfo, at, hostport = netloc.rpartition("@")
     hostport = hostport.rstrip(":")
     port = ""
@@ -412,13 +463,13 @@ def _bounded(value: str) -> str:
 def item_identity(guid: str | None, link: str | None, title: str, summary: str) -> str:
     """An item's identity within its feed: ``guid:<guid>``, else ``url:<canonical
     link>``, else ``hash:<sha256(title, summary)[:32]>``."""
-    guid = guid.translate(_SCRUB).strip() if guid else None
+    guid = _scrub(guid).strip() if guid else None
     if guid:
         return "guid:" + _bounded(guid)
-    link = link.translate(_SCRUB).strip() if link else None
+    link = _scrub(link).strip() if link else None
     if link:
         return "url:" + _bounded(canonical_url(link))
-    text = f"{title}\n{summary}".translate(_SCRUB)
+    text = _scrub(f"{title}\n{summary}")
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return "hash:" + digest[:32]
 
@@ -427,7 +478,7 @@ def _http_link(link: object, base: str | None) -> str | None:
     """A canonical http(s) link, or None (javascript:, mailto:, junk)."""
     if not isinstance(link, str) or not link.strip():
         return None
-    url = canonical_url(link.translate(_SCRUB), base)
+    url = canonical_url(_scrub(link), base)
     return url if url.lower().startswith(("http://", "https://")) else None
 
 
@@ -563,27 +614,116 @@ class _Fields(NamedTuple):
     published: datetime | None
 
 
+_ITEM_FIELDS = ("id", "title", "summary", "url", "published", "source", "feed_url")
+_ITEM_DIRECT: bool | None = None
+_set_attribute = object.__setattr__
+
+
+def _new_item(
+    identity: str,
+    title: str,
+    summary: str,
+    url: str | None,
+    published: datetime | None,
+    source: str | None,
+    feed_url: str,
+) -> Item:
+    """The Item ``Item.model_construct`` builds from these values (every field
+    given), without its per-field loop; used only if _item_direct says so."""
+    item = Item.__new__(Item)
+    _set_attribute(
+        item,
+        "__dict__",
+        {
+            "id": identity,
+            "title": title,
+            "summary": summary,
+            "url": url,
+            "published": published,
+            "source": source,
+            "feed_url": feed_url,
+        },
+    )
+    _set_attribute(item, "__pydantic_fields_set__", set(_ITEM_FIELDS))
+    _set_attribute(item, "__pydantic_extra__", None)
+    _set_attribute(item, "__pydantic_private__", None)
+    return item
+
+
+def _item_direct() -> bool:
+    """Whether _new_item builds exactly what Item.model_construct builds: Item has
+    these fields, no aliases, extras or post-init hook, and a sample agrees
+    attribute for attribute (checked once; otherwise model_construct is used)."""
+    global _ITEM_DIRECT
+    if _ITEM_DIRECT is None:
+        fields = Item.model_fields
+        ok = (
+            tuple(fields) == _ITEM_FIELDS
+            and Item.__pydantic_post_init__ is None
+            and not Item.__pydantic_root_model__
+            and Item.model_config.get("extra") != "allow"
+            and all(
+                f.alias is None and f.validation_alias is None for f in fields.values()
+            )
+        )
+        if ok:
+            when = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+            built = Item.model_construct(
+                id="guid:a",
+                title="Title",
+                summary="Summary",
+                url="https://example.com/a",
+                published=when,
+                source="Outlet",
+                feed_url="https://example.com/feed",
+            )
+            direct = _new_item(
+                "guid:a",
+                "Title",
+                "Summary",
+                "https://example.com/a",
+                when,
+                "Outlet",
+                "https://example.com/feed",
+            )
+            ok = (
+                list(vars(built).items()) == list(vars(direct).items())
+                and list(built.model_fields_set) == list(direct.model_fields_set)
+                and built.__pydantic_extra__ == direct.__pydantic_extra__
+                and built.__pydantic_private__ == direct.__pydantic_private__
+                and built == direct
+            )
+        _ITEM_DIRECT = ok
+    return _ITEM_DIRECT
+
+
 def _build_items(rows: Iterable[_Fields], url: str, source: str | None) -> list[Item]:
     seen: set[str] = set()
     items: list[Item] = []
+    # Every field is already a checked str/None/aware datetime: skip validation
+    # (measurable at tens of thousands of items per pass).
+    direct = _item_direct()
     for row in rows:
         identity = item_identity(row.guid, row.link, row.title, row.summary)
         if identity in seen:
             continue  # the first of several entries with one identity wins
         seen.add(identity)
-        # Every field is already a checked str/None/aware datetime: skip validation
-        # (measurable at tens of thousands of items per pass).
-        items.append(
-            Item.model_construct(
+        link = _http_link(row.link, None)
+        if direct:
+            item = _new_item(
+                identity, row.title, row.summary, link, row.published, source, url
+            )
+        else:
+            item = Item.model_construct(
                 id=identity,
                 title=row.title,
                 summary=row.summary,
-                url=_http_link(row.link, None),
+                url=link,
                 published=row.published,
                 source=source,
                 feed_url=url,
             )
-        )
+        items.append(item)
     return items
 
 
@@ -858,6 +998,8 @@ _CP1252 = {
     for c in [bytes([i]).decode("cp1252", "ignore")]
     if c
 }
+_BEYOND_LATIN1 = re.compile("[^\x00-\xff]")
+_C1_CHAR = re.compile("[\x80-\x9f]")
 _URIFIXER = re.compile(r"^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")
 _ABSOLUTE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//[^/?#\s]+)?")
 _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
@@ -868,13 +1010,43 @@ _RFC822 = re.compile(
     r"\d{1,2}:\d{2}(?::\d{2})?\s+(?:[+-]\d{4}|gmt|utc?|z|[ecmp][sd]t)$",
     re.IGNORECASE,
 )
+# "Mon, 05 Jan 2026 08:00:00 +0000" / "... GMT": a day name, a four-digit year
+# (parsedate_to_datetime adds 1900 or 2000 to years below 100), a numeric or GMT zone.
+_RFC822_PLAIN = re.compile(
+    r"(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), ([0-9]{1,2}) "
+    r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([1-9][0-9]{3}) "
+    r"([0-9]{2}):([0-9]{2}):([0-9]{2}) (?:([+-])([0-9]{2})([0-9]{2})|GMT)\Z"
+)
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split(), start=1
+    )
+}
+_ZONES: dict[str, tzinfo] = {}
+
+
+def _rfc822_zone(sign: str | None, hours: str | None, minutes: str | None) -> tzinfo:
+    """The zone of a date parsedate_to_datetime reads, as _fast_date would convert
+    it: UTC for GMT, +0000 and -0000 (naive there, then taken as UTC). Raises
+    ValueError for an offset of a day or more, as parsedate_to_datetime does."""
+    if sign is None or hours is None or minutes is None:
+        return UTC
+    key = sign + hours + minutes
+    zone = _ZONES.get(key)
+    if zone is None:
+        seconds = int(hours) * 3600 + int(minutes) * 60
+        zone = timezone(timedelta(seconds=-seconds if sign == "-" else seconds))
+        _ZONES[key] = zone  # at most 2 * 100 * 100 keys
+    return zone
+
+
 _W3CDTF = re.compile(
     r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:\d{2})$"
 )
 _ENCODING_DECL = re.compile(rb"""^<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
 _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
-_CLOSE_TAG = re.compile(r"</(\w+)>")
-_ENTITY_REF = re.compile(r"&#?\w+;")
+_CLOSE_TAG_OR_ENTITY = re.compile(r"</\w+>|&#?\w+;")
 _ANY_TAG = re.compile(r"</?(\w+)")
 _NAMED_ENTITY = re.compile(r"&(\w+);")
 
@@ -885,13 +1057,16 @@ class _Decline(Exception):
 
 def _fp_fixups(text: str) -> str:
     # What feedparser does to every text value of a UTF-8 document: undo UTF-8
-    # read as ISO-8859-1, then map the C1 range as windows-1252.
+    # read as ISO-8859-1, then map the C1 range as windows-1252. (The searches
+    # skip an encode bound to fail and a translate bound to change nothing.)
     if not text.isascii():
-        try:
-            text = text.encode("iso-8859-1").decode("utf-8")
-        except (UnicodeEncodeError, UnicodeDecodeError):
-            pass
-        text = text.translate(_CP1252)
+        if _BEYOND_LATIN1.search(text) is None:
+            try:
+                text = text.encode("iso-8859-1").decode("utf-8")
+            except UnicodeDecodeError:
+                pass
+        if _C1_CHAR.search(text) is not None:
+            text = text.translate(_CP1252)
     return text
 
 
@@ -917,7 +1092,7 @@ def _fp_urljoin(base: str, uri: str) -> str:
 
 def _text_looks_like_html(text: str) -> bool:
     """feedparser's guess whether nominally plain RSS text is HTML."""
-    if not (_CLOSE_TAG.search(text) or _ENTITY_REF.search(text)):
+    if _CLOSE_TAG_OR_ENTITY.search(text) is None:
         return False
     _feedparser()
     from feedparser.sanitizer import _HTMLSanitizer
@@ -963,12 +1138,39 @@ def _leaf_text(el: Any) -> str:
     return (el.text or "").strip()
 
 
+def _content_text(el: Any) -> str:
+    """The text of a content element already checked to be a leaf ("" if None)."""
+    return "" if el is None else _fp_fixups((el.text or "").strip())
+
+
 def _fast_date(value: str) -> datetime | None:
     if not value:
         return None
     when: datetime
-    if _W3CDTF.match(value):
+    m = _RFC822_PLAIN.match(value)
+    if m is not None:
+        # What parsedate_to_datetime gives for the form most RSS dates take,
+        # without its tokenising.
+        day, month, year, hour, minute, second, sign, tzh, tzm = m.groups()
+        try:
+            zone = _rfc822_zone(sign, tzh, tzm)
+            when = datetime(
+                int(year),
+                _MONTHS[month],
+                int(day),
+                int(hour),
+                int(minute),
+                int(second),
+                tzinfo=zone,
+            )
+        except ValueError as e:
+            raise _Decline from e
+        if zone is UTC:
+            return when  # what astimezone(UTC).replace(microsecond=0) would give
+    elif _W3CDTF.match(value):
         when = datetime.fromisoformat(value)
+        if when.tzinfo is UTC and not when.microsecond:
+            return when
     elif _RFC822.match(value):
         try:
             when = parsedate_to_datetime(value)
@@ -978,7 +1180,10 @@ def _fast_date(value: str) -> datetime | None:
         raise _Decline
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).replace(microsecond=0)
+    try:
+        return when.astimezone(UTC).replace(microsecond=0)
+    except OverflowError as e:  # year 1 or 9999 pushed past the calendar
+        raise _Decline from e
 
 
 def _content_kind(el: Any, default: str) -> str:
@@ -1001,51 +1206,105 @@ def _fast_text(el: Any, atom: bool) -> tuple[str, str]:
     return _fp_fixups(raw), kind
 
 
+# What an entry child is to _fast_entry, by format and tag (Clark notation).
+_ROLE, _LEAF, _PERSON, _ALTERNATE, _CONTENT, _DC_DATE, _FOREIGN_LINK = range(7)
+_ENTRY_TAGS: dict[str, dict[object, tuple[int, str]]] = {}
+# Entry children outside _ENTRY_TAGS: whether feedparser's handler for them is risky,
+# by tag, for namespaces whose prefix does not change the handler's name.
+_RISKY_TAGS: dict[str, bool] = {}
+_RISKY_TAGS_MAX = 1_024
+
+
+def _entry_tags(fmt: str) -> dict[object, tuple[int, str]]:
+    """The entry children ``fmt`` gives a meaning, by tag: what each is to us."""
+    table = _ENTRY_TAGS.get(fmt)
+    if table is None:
+        atom = fmt == "atom"
+        names = (
+            _ATOM_CHILDREN
+            if atom
+            else _RSS1_CHILDREN
+            if fmt == "rss1"
+            else _RSS2_CHILDREN
+        )
+        home = _NS_ATOM if atom else _NS_RSS1 if fmt == "rss1" else None
+        table = {}
+        for local, role in names.items():
+            tag = f"{{{home}}}{local}" if home else local
+            if atom and local == "link":
+                table[tag] = (_ALTERNATE, "")
+            elif role:
+                table[tag] = (_ROLE, role)
+            elif atom and local in ("author", "contributor"):
+                table[tag] = (_PERSON, "")
+            else:
+                table[tag] = (_LEAF, "")
+        if not atom:
+            table[f"{{{_NS_CONTENT}}}encoded"] = (_CONTENT, "")
+            table[f"{{{_NS_DC}}}date"] = (_DC_DATE, "")
+            table[f"{{{_NS_ATOM}}}link"] = (_FOREIGN_LINK, "")
+        _ENTRY_TAGS[fmt] = table
+    return table
+
+
+def _risky(tag: str, el: Any) -> bool:
+    """Whether feedparser's handler for an element named ``tag`` may touch the
+    fields we read."""
+    risky = _RISKY_TAGS.get(tag)
+    if risky is None:
+        ns, _, local = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
+        risky = _fp_name(ns, local, el.prefix) in _fp_risky()
+        prefixes = _FP_PREFIXES
+        if not ns or (prefixes is not None and ns.lower() in prefixes):
+            if len(_RISKY_TAGS) >= _RISKY_TAGS_MAX:
+                _RISKY_TAGS.clear()
+            _RISKY_TAGS[tag] = risky
+    return risky
+
+
 def _fast_entry(el: Any, fmt: str, base: str, now: datetime) -> _Fields:
     atom = fmt == "atom"
-    names = (
-        _ATOM_CHILDREN if atom else _RSS1_CHILDREN if fmt == "rss1" else _RSS2_CHILDREN
-    )
-    home = _NS_ATOM if atom else _NS_RSS1 if fmt == "rss1" else None
+    table = _entry_tags(fmt)
     seen: dict[str, Any] = {}
     alternate: str | None = None
     content: Any = None
     dc_date: Any = None
     for child in el:
         tag = child.tag
-        if not isinstance(tag, str):
-            continue  # comments and processing instructions
-        ns, _, local = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
-        if (ns or None) == home and local in names:
-            role = names[local]
-            if atom and local == "link":
-                href = _atom_link(child, base)
-                if href is not None:
-                    alternate = href
-                continue
-            if role:
-                if role in seen:
-                    raise _Decline
-                seen[role] = child
-            elif len(child) and not (
-                atom
-                and local in ("author", "contributor")
-                and all(g.tag in _ATOM_PERSON for g in child if isinstance(g.tag, str))
-            ):
+        known = table.get(tag)
+        if known is None:
+            # Comments and processing instructions (tags that are not str) are
+            # skipped; any other element must be a leaf with a harmless handler.
+            if isinstance(tag, str) and (len(child) or _risky(tag, child)):
+                raise _Decline
+            continue
+        action, role = known
+        if action == _ROLE:
+            if role in seen:
+                raise _Decline
+            seen[role] = child
+        elif action == _LEAF:
+            if len(child):
                 raise _Decline  # e.g. an <image> with a <title> inside <category>
-        elif ns == _NS_CONTENT and local == "encoded" and not atom:
+        elif action == _ALTERNATE:
+            href = _atom_link(child, base)
+            if href is not None:
+                alternate = href
+        elif action == _PERSON:
+            if len(child) and not all(
+                g.tag in _ATOM_PERSON for g in child if isinstance(g.tag, str)
+            ):
+                raise _Decline
+        elif action == _CONTENT:
             if content is not None:
                 raise _Decline
             content = child
-        elif ns == _NS_DC and local == "date" and not atom:
+        elif action == _DC_DATE:
             if dc_date is not None:
                 raise _Decline
             dc_date = child
-        elif ns == _NS_ATOM and local == "link" and not atom:
-            if _atom_link(child, base) is not None:
-                raise _Decline  # would replace <link>; feedparser decides
-        elif len(child) or _fp_name(ns, local, child.prefix) in _fp_risky():
-            raise _Decline
+        elif _atom_link(child, base) is not None:  # _FOREIGN_LINK
+            raise _Decline  # would replace <link>; feedparser decides
     if atom:
         content = seen.get("content")
         if content is not None and any(k.lower() == "src" for k in content.attrib):
@@ -1056,10 +1315,10 @@ def _fast_entry(el: Any, fmt: str, base: str, now: datetime) -> _Fields:
         value, kind = _fast_text(seen["title"], atom)
         title = _text(value, kind, MAX_TITLE_CHARS)
 
-    content_value = ""
     content_kind = "text/html"
     if content is not None:
-        content_value = _fp_fixups(_leaf_text(content))
+        if len(content):
+            raise _Decline  # what _leaf_text checks; its text is read when needed
         if atom:
             content_kind = _content_kind(content, "text/plain")
     desc = seen.get("summary" if atom else "description")
@@ -1069,9 +1328,9 @@ def _fast_entry(el: Any, fmt: str, base: str, now: datetime) -> _Fields:
         summary = _text(value, kind, MAX_SUMMARY_CHARS)
     else:
         # feedparser copies the content into "summary" without a media type.
-        summary = _text(content_value, None, MAX_SUMMARY_CHARS)
+        summary = _text(_content_text(content), None, MAX_SUMMARY_CHARS)
     if not summary and content is not None:
-        summary = _text(content_value, content_kind, MAX_SUMMARY_CHARS)
+        summary = _text(_content_text(content), content_kind, MAX_SUMMARY_CHARS)
 
     guid: str | None = None
     guid_link: str | None = None
@@ -1098,8 +1357,10 @@ def _fast_entry(el: Any, fmt: str, base: str, now: datetime) -> _Fields:
         raw = _leaf_text(seen["link"])
         if raw:
             raw = _fp_urljoin(base, raw)
-        raw = _fp_fixups(raw).replace("&amp;", "&")
-        link = _LINK_ENTITY.sub(r"&\g<1>", raw)
+        raw = _fp_fixups(raw)
+        if "&" in raw:
+            raw = _LINK_ENTITY.sub(r"&\g<1>", raw.replace("&amp;", "&"))
+        link = raw
     else:
         link = guid_link
 
@@ -1107,7 +1368,10 @@ def _fast_entry(el: Any, fmt: str, base: str, now: datetime) -> _Fields:
     updated_el = seen.get("updated") if atom else dc_date
     for date_el in (seen.get("published"), updated_el):
         if date_el is not None:
-            published = _checked(_fast_date(_fp_fixups(_leaf_text(date_el))), now)
+            # _fast_date gives UTC, which _checked would only compare with now.
+            published = _fast_date(_fp_fixups(_leaf_text(date_el)))
+            if published is not None and published > now + _FUTURE_SLACK:
+                published = None
             if published is not None:
                 break
     return _Fields(
@@ -1192,24 +1456,35 @@ _HEAD_NAMES = frozenset({"title", "link", "ttl", "item", "entry", "channel"})
 _HOME_NS = frozenset({"", _NS_ATOM, _NS_RSS1})
 
 
-def _check_head(root: Any, head: Any, fmt: str) -> None:
+def _check_tag(tag: str, entry: str) -> None:
     """Decline what feedparser would read differently from a plain walk: element
     names in other letter cases (feedparser lower-cases them), feed titles from
-    other elements, entries where the format does not put them."""
-    entry = {"rss2": "item", "rss1": "item", "atom": "entry"}[fmt]
-    for parent in (root, head) if head is not root else (root,):
-        for c in parent:
-            tag = c.tag
-            if not isinstance(tag, str):
-                continue
-            ns, _, local = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
-            lower = local.lower()
-            if lower != local and lower in _HEAD_NAMES and ns in _HOME_NS:
-                raise _Decline
-            if lower in ("item", "entry") and lower != entry:
-                raise _Decline
-            if ns == _NS_DC and lower == "title":
-                raise _Decline
+    other elements, entries where the format does not put them (``entry`` is the
+    format's entry element)."""
+    ns, _, local = tag[1:].partition("}") if tag[0] == "{" else ("", "", tag)
+    lower = local.lower()
+    if lower != local and lower in _HEAD_NAMES and ns in _HOME_NS:
+        raise _Decline
+    if lower in ("item", "entry") and lower != entry:
+        raise _Decline
+    if ns == _NS_DC and lower == "title":
+        raise _Decline
+
+
+def _children(parent: Any, entry: str) -> dict[object, list[Any]]:
+    """The children of the root or the feed head by tag, each list in document
+    order, in one walk; every distinct tag passes _check_tag."""
+    groups: dict[object, list[Any]] = {}
+    for c in parent:
+        tag = c.tag
+        group = groups.get(tag)
+        if group is None:
+            if isinstance(tag, str):
+                _check_tag(tag, entry)
+            groups[tag] = [c]
+        else:
+            group.append(c)
+    return groups
 
 
 def _fast_document(
@@ -1217,48 +1492,49 @@ def _fast_document(
 ) -> ParsedFeed:
     tag = root.tag
     if tag == "rss":
-        channels = [c for c in root if c.tag == "channel"]
-        if len(channels) != 1:
+        top = _children(root, "item")
+        channels = top.get("channel", [])
+        if len(channels) != 1 or "item" in top:
             raise _Decline
         head, fmt = channels[0], "rss2"
-        entries = [c for c in head if c.tag == "item"]
-        if any(c.tag == "item" for c in root):
-            raise _Decline
+        kids = _children(head, "item")
+        entries = kids.get("item", [])
         title_tag, link_tag = "title", "link"
     elif tag == f"{{{_NS_RDF}}}RDF":
-        channels = [c for c in root if c.tag == f"{{{_NS_RSS1}}}channel"]
+        top = _children(root, "item")
+        channels = top.get(f"{{{_NS_RSS1}}}channel", [])
         if len(channels) != 1:
             raise _Decline
         head, fmt = channels[0], "rss1"
-        entries = [c for c in root if c.tag == f"{{{_NS_RSS1}}}item"]
-        if any(c.tag == f"{{{_NS_RSS1}}}item" for c in head):
+        entries = top.get(f"{{{_NS_RSS1}}}item", [])
+        kids = _children(head, "item")
+        if f"{{{_NS_RSS1}}}item" in kids:
             raise _Decline
         title_tag, link_tag = f"{{{_NS_RSS1}}}title", f"{{{_NS_RSS1}}}link"
     elif tag == f"{{{_NS_ATOM}}}feed":
-        head, fmt = root, "atom"
-        entries = [c for c in root if c.tag == f"{{{_NS_ATOM}}}entry"]
+        fmt = "atom"
+        kids = _children(root, "entry")
+        entries = kids.get(f"{{{_NS_ATOM}}}entry", [])
         title_tag, link_tag = f"{{{_NS_ATOM}}}title", ""
     else:
         raise _Decline
     atom = fmt == "atom"
-    _check_head(root, head, fmt)
     title = ""
-    titles = [c for c in head if c.tag == title_tag]
+    titles = kids.get(title_tag)
     if titles:
         value, kind = _fast_text(titles[0], atom)
         title = _text(value, kind, MAX_TITLE_CHARS)
     link: str | None = None
     ttl: int | None = None
     if atom:
-        for c in head:
-            if c.tag == f"{{{_NS_ATOM}}}link":
-                link = _atom_link(c, url) or link
+        for c in kids.get(f"{{{_NS_ATOM}}}link", ()):
+            link = _atom_link(c, url) or link
     else:
-        links = [c for c in head if c.tag == link_tag]
+        links = kids.get(link_tag)
         if links:
             raw = _leaf_text(links[-1])
             link = _fp_fixups(_fp_urljoin(url, raw) if raw else raw)
-        ttls = [c for c in head if c.tag == "ttl"] if fmt == "rss2" else []
+        ttls = kids.get("ttl") if fmt == "rss2" else None
         if ttls:
             ttl_text = _fp_fixups(_leaf_text(ttls[-1]))
             if ttl_text.isdecimal() and len(ttl_text) <= 9:
