@@ -149,14 +149,14 @@ class ProcessPool:
         w.dead = True
         w.sock.close()
         try:
-            os.kill(w.pid, signal.SIGTERM)
+            os.kill(w.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         _reap(w.pid, CLOSE_GRACE_SECONDS)
 
     def close(self) -> None:
         """Ask every child to exit after its job (EOF on its socket), then reap it;
-        one still running after ``CLOSE_GRACE_SECONDS`` is terminated."""
+        one still running after ``CLOSE_GRACE_SECONDS`` is killed."""
         for w in self._workers:
             if not w.dead:
                 w.dead = True
@@ -164,7 +164,7 @@ class ProcessPool:
         for w in self._workers:
             if not _reap(w.pid, CLOSE_GRACE_SECONDS):
                 try:
-                    os.kill(w.pid, signal.SIGTERM)
+                    os.kill(w.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     continue
                 _reap(w.pid, CLOSE_GRACE_SECONDS)
@@ -223,9 +223,11 @@ def _child_main(
     parent's atexit handlers or finalizers (they own the parent's resources)."""
     code = 0
     try:
-        # Ctrl-C reaches the whole process group: the parent decides, the child
-        # finishes its job and sees EOF.
+        # Ctrl-C reaches the whole process group, and a service manager's stop
+        # often the whole control group: the parent decides, the child finishes
+        # its job and leaves on EOF (the parent kills one it gives up on).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         asyncio.run(_child_loop(sock, serve))
     except BaseException:
         log.exception("poll process %d failed", os.getpid())
