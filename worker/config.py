@@ -158,10 +158,11 @@ class PollSettings(_Section):
     """Ceiling of the exponential backoff after errors (never stops polling)."""
     processes: Annotated[int, Field(ge=1, le=64)] | Literal["auto"] = "auto"
     """Processes that fetch, parse, classify and record a pass's feeds, each a
-    chunk at a time (forked at start-up, before any thread); ``1`` polls in the
-    main process. ``auto``: one per CPU, at most 4. Feeds whose new items alert are
-    handed back to the main process, which alone assigns stories and raises
-    alerts. An in-memory database always polls in one process."""
+    chunk at a time: the main one and ``processes - 1`` forked at start-up (before
+    any thread); ``1`` polls in the main process alone. ``auto``: one per CPU, at
+    most 4. Feeds whose new items alert are handed back to the main process, which
+    alone assigns stories and raises alerts. An in-memory database always polls
+    in one process."""
 
 
 class FetchSettings(_Section):

@@ -61,7 +61,10 @@ parsed items are held until recorded (~50 KB a feed); chunks of 1,000 held ~45 M
 more at the peak and were no faster (measured at 1,000 and 10,000 feeds)."""
 POOL_CHUNKS = 4
 """With poll processes, a pass is cut into at least this many chunks a process
-(each still at most ``RECORD_CHUNK``), so no process idles long at the end."""
+(each at most ``POOL_CHUNK``), so no process idles long at the end."""
+POOL_CHUNK = 125
+"""Most feeds in one poll process's chunk: each process holds a chunk's items, so
+they are half ``RECORD_CHUNK`` (a first poll of 10,000 feeds: see BENCHMARKS.md)."""
 
 
 @dataclass
@@ -661,12 +664,15 @@ async def poll_once(
     queue = deque(feeds)
     del feeds  # each chunk's feeds are released once recorded
     pool = fw.pool if fetcher is None else None
-    local = _LocalFetcher(settings, fetcher)
+    n = pool.size + 1 if pool is not None else 1
+    # With poll processes this one is one of them: it takes its share of limits.
+    local = _LocalFetcher(_share(settings, n) if n > 1 else settings, fetcher)
     try:
-        if pool is not None and pool.size:
+        if pool is not None and n > 1:
             # Four chunks a process at least, so they finish close together.
-            share = max(1, math.ceil(len(queue) / (pool.size * POOL_CHUNKS)))
-            await _poll_pooled(p, pool, queue, min(size, share), local)
+            share = max(1, math.ceil(len(queue) / (n * POOL_CHUNKS)))
+            each = min(size, share, POOL_CHUNK)
+            await _poll_pooled(p, pool, queue, each, local)
         else:
             f, sem = await local.get()
             while queue:
@@ -680,8 +686,7 @@ async def poll_once(
 
 
 class _LocalFetcher:
-    """The main process's fetcher and semaphore, opened on first use (a pooled pass
-    needs them only if a poll process fails)."""
+    """The main process's fetcher and semaphore, opened on first use."""
 
     def __init__(self, settings: Settings, given: Fetcher | None) -> None:
         self.settings = settings
@@ -744,8 +749,8 @@ def _shareable(database: str) -> bool:
 
 
 def pool_size(settings: Settings) -> int:
-    """Processes a pass uses: ``poll.processes`` (``auto``: one per usable CPU, at
-    most 4); 1 for a database only this process can open."""
+    """Processes a pass uses, this one included: ``poll.processes`` (``auto``: one
+    per usable CPU, at most 4); 1 for a database only this process can open."""
     setting = settings.poll.processes
     wanted: int
     if setting == "auto":
@@ -762,8 +767,8 @@ def pool_size(settings: Settings) -> int:
 
 
 def start_pool(settings: Settings) -> ProcessPool | None:
-    """Fork the poll processes (call before opening the store or starting a
-    thread); None when the pass runs in this process alone."""
+    """Fork the poll processes besides this one (call before opening the store or
+    starting a thread); None when the pass runs in this process alone."""
     n = pool_size(settings)
     if n <= 1 or not hasattr(os, "fork"):
         return None
@@ -771,7 +776,7 @@ def start_pool(settings: Settings) -> ProcessPool | None:
 
     _preload(settings)
     try:
-        return ProcessPool.fork(n, lambda: _PollProcess(settings, n))
+        return ProcessPool.fork(n - 1, lambda: _PollProcess(settings, n))
     except PoolError as e:
         log.warning("%s; polling in one process", e)
         return None
@@ -847,41 +852,60 @@ async def _poll_pooled(
     size: int,
     local: _LocalFetcher,
 ) -> None:
-    """Hand the chunks to the poll processes, one at a time each; record the feeds
-    they hand back here. A process that fails leaves its chunk, and the chunks its
-    turn would have taken, to this one (nothing it recorded is recorded twice: its
-    feeds' items are known by then)."""
+    """Poll the chunks here and in the poll processes, one at a time each; record
+    the feeds they hand back here. A process that fails leaves its chunk, and the
+    chunks its turn would have taken, to this one (nothing it recorded is recorded
+    twice: its feeds' items are known by then)."""
     from worker.pool import PoolError
 
     settings = p.fw.settings
+    wid = p.fw.worker_id
+    n = pool.size + 1
     limit = max(settings.fetch.timeout * 4, 120.0) * 2
     # The story index and this process's store connection take one chunk at a
     # time, as in a pass without poll processes.
     here = asyncio.Lock()
 
-    async def drive(index: int) -> None:
-        in_process = False
-        while queue:
-            chunk = [queue.popleft() for _ in range(min(size, len(queue)))]
-            if not in_process:
-                job = ChunkJob(chunk, p.now, p.pushed, p.fw.worker_id)
-                try:
-                    res: ChunkResult = await pool.call(index, job, limit=limit)
-                except PoolError as e:
-                    log.error("%s; polling its feeds in the main process", e)
-                    in_process = True
-                else:
-                    p.summary.merge(res.summary)
-                    p.fw.metrics.replay(res.observations)
-                    if res.handoff:
-                        async with here:
-                            await _record_batch(p, res.handoff)
-                    continue
-            fetcher, sem = await local.get()
-            async with here:
-                await _poll_batch(p, chunk, fetcher, sem)
+    def take() -> list[Feed]:
+        return [queue.popleft() for _ in range(min(size, len(queue)))]
 
-    await asyncio.gather(*(drive(i) for i in pool.idle()))
+    async def here_poll(chunk: list[Feed]) -> None:
+        fetcher, sem = await local.get()
+        async with here:
+            await _poll_batch(p, chunk, fetcher, sem)
+
+    async def drive_here() -> None:
+        while queue:
+            await here_poll(take())
+
+    async def drive(index: int) -> None:
+        # Two chunks queued on the process: it starts the next one without
+        # waiting for this one (busy with its own chunk) to read the last result;
+        # one near the end, so no process is left holding two.
+        sent: deque[list[Feed]] = deque()
+        while True:
+            try:
+                while queue and len(sent) < (2 if len(queue) > size * n else 1):
+                    chunk = take()
+                    sent.append(chunk)
+                    await pool.submit(index, ChunkJob(chunk, p.now, p.pushed, wid))
+                if not sent:
+                    return
+                res: ChunkResult = await pool.result(index, limit=limit)
+            except PoolError as e:
+                log.error("%s; polling its feeds in the main process", e)
+                for chunk in sent:
+                    await here_poll(chunk)
+                await drive_here()
+                return
+            sent.popleft()
+            p.summary.merge(res.summary)
+            p.fw.metrics.replay(res.observations)
+            if res.handoff:
+                async with here:
+                    await _record_batch(p, res.handoff)
+
+    await asyncio.gather(drive_here(), *(drive(i) for i in pool.idle()))
 
 
 PUSH_LEASE = 120.0

@@ -49,12 +49,15 @@ class Served(Protocol):
 
 
 class _Worker:
-    __slots__ = ("busy", "dead", "pid", "sock")
+    __slots__ = ("dead", "pid", "queued", "receiving", "sending", "sock")
 
     def __init__(self, pid: int, sock: socket.socket) -> None:
         self.pid = pid
         self.sock = sock
-        self.busy = False
+        self.queued = 0
+        """Jobs sent and not yet answered."""
+        self.sending = False
+        self.receiving = False
         self.dead = False
 
 
@@ -100,29 +103,55 @@ class ProcessPool:
         return sum(1 for w in self._workers if not w.dead)
 
     def idle(self) -> list[int]:
-        """Indexes of the live children (``call`` takes one)."""
+        """Indexes of the live children (``submit`` and ``result`` take one)."""
         return [i for i, w in enumerate(self._workers) if not w.dead]
 
     async def call(self, index: int, job: Any, *, limit: float) -> Any:
-        """Send ``job`` to child ``index`` and wait for its result.
+        """Send ``job`` to child ``index`` and wait for its result (see ``submit``
+        and ``result``)."""
+        await self.submit(index, job)
+        return await self.result(index, limit=limit)
+
+    async def submit(self, index: int, job: Any) -> None:
+        """Queue ``job`` on child ``index``, which runs its jobs in order; a child
+        given its next job before it finishes the last never waits for this one.
+        Keep jobs small: one unread job must fit the socket's buffer."""
+        w = self._workers[index]
+        if w.dead:
+            raise PoolError(f"poll process {w.pid} is gone")
+        if w.sending:
+            raise PoolError(f"poll process {w.pid} is already being sent a job")
+        loop = asyncio.get_running_loop()
+        w.sending = True
+        try:
+            data = pickle.dumps(job, pickle.HIGHEST_PROTOCOL)
+            await loop.sock_sendall(w.sock, _HEADER.pack(len(data)) + data)
+        except OSError as e:
+            self._stop(w)
+            raise PoolError(f"poll process {w.pid} died: {e}") from e
+        finally:
+            w.sending = False
+        w.queued += 1
+
+    async def result(self, index: int, *, limit: float) -> Any:
+        """The result of child ``index``'s oldest queued job.
 
         Raises PoolError if the child dies, fails the job or takes longer than
-        ``limit`` seconds; a child that did not answer cleanly is stopped and not used
-        again (its answer could otherwise arrive as the next job's).
+        ``limit`` seconds; a child that did not answer cleanly is stopped and not
+        used again (its answer could otherwise arrive as the next job's), and its
+        other queued jobs are lost with it.
         """
         w = self._workers[index]
         if w.dead:
             raise PoolError(f"poll process {w.pid} is gone")
-        if w.busy:
-            raise PoolError(f"poll process {w.pid} is already running a job")
+        if w.receiving or not w.queued:
+            raise PoolError(f"poll process {w.pid} has no job to answer")
         loop = asyncio.get_running_loop()
-        w.busy = True
+        w.receiving = True
         clean = False
         try:
-            data = pickle.dumps(job, pickle.HIGHEST_PROTOCOL)
-            await loop.sock_sendall(w.sock, _HEADER.pack(len(data)) + data)
             reply = await asyncio.wait_for(_recv(loop, w.sock), limit)
-            clean = True
+            clean = reply is not None
         except TimeoutError:
             raise PoolError(
                 f"poll process {w.pid} took more than {limit:.0f}s on one chunk"
@@ -132,11 +161,11 @@ class ProcessPool:
                 f"poll process {w.pid} died: {e or type(e).__name__}"
             ) from e
         finally:
-            w.busy = False
+            w.receiving = False
+            w.queued -= 1
             if not clean:
                 self._stop(w)
         if reply is None:
-            self._stop(w)
             raise PoolError(f"poll process {w.pid} died before answering")
         kind, value = reply
         if kind == "error":
