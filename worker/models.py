@@ -42,9 +42,7 @@ def utcnow() -> datetime:
 class _Model(BaseModel):
     # Schemas are built on first validation: a pass that never validates an
     # Alert or a Delivery does not pay for building them at import.
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", defer_build=True
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class FeedStatus(StrEnum):
