@@ -115,6 +115,12 @@ class Discovery:
 _LINK_VALUE = re.compile(r'<([^>]*)>((?:[^",<]|"(?:[^"\\]|\\.)*")*)')
 _LINK_PARAM = re.compile(r';\s*([\w*.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)')
 _HUB_WORD = re.compile(rb"hub", re.IGNORECASE)
+# A document that can name a hub: a rel attribute holding "hub" (XML) or a "hubs"
+# member (JSON Feed). Most feeds say "hub" only in their text ("GitHub", "Hubei"):
+# they are not parsed a second time just to find none.
+_HUB_HINT = re.compile(
+    rb"\brel\s*=\s*(?:\"[^\"]*hub|'[^']*hub|hub)|\"hubs\"", re.IGNORECASE
+)
 
 
 def parse_link_header(value: str) -> list[tuple[str, frozenset[str]]]:
@@ -235,7 +241,8 @@ def discover(
             hub = _absolute(target, url)
         if "self" in rels and own is None:
             own = _absolute(target, url)
-    if (hub is None or own is None) and _HUB_WORD.search(body):
+    hint = _HUB_HINT if hub is None else _HUB_WORD
+    if (hub is None or own is None) and hint.search(body):
         start = body.lstrip()[:1]
         kind = (content_type or headers.get("content-type") or "").lower()
         doc_hub, doc_own = (

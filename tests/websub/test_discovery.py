@@ -189,3 +189,40 @@ def test_renew_margin_is_at_most_a_day() -> None:
     assert renew_margin(10 * 86400) == timedelta(days=1)
     assert renew_margin(None) == timedelta(days=1)
     assert renew_margin(60) == timedelta(seconds=30)
+
+
+def _documents() -> list[tuple[str, bytes]]:
+    from pathlib import Path
+
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "corpus"
+    demo = Path(__file__).resolve().parents[2] / "worker" / "demo" / "feeds"
+    docs = [
+        (str(p), p.read_bytes())
+        for root in (shared, demo)
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix.lower() in (".xml", ".rss", ".atom", ".json", "")
+    ]
+    text_only = atom(
+        ("g1", "GitHub opens a hub in Hubei", "hubs"),
+        links=f'<link rel="self" href="{FEED}"/>',
+    )
+    docs.append(("hub only in text", text_only))
+    docs.append(("hub named", atom(links=f'<link rel="hub" href="{HUB}"/>')))
+    return docs
+
+
+def test_the_hub_hint_skips_only_documents_that_name_no_hub(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """discover() with its quick hint agrees with parsing every document that says
+    "hub" anywhere, on the corpus, the demo feeds and a header-given hub."""
+    import worker.websub as ws
+
+    docs = _documents()
+    assert len(docs) > 100
+    headers = [{}, {"link": f"<{HUB}>; rel=hub"}]
+    quick = [discover(h, body, FEED) for _, body in docs for h in headers]
+    monkeypatch.setattr(ws, "_HUB_HINT", ws._HUB_WORD)
+    general = [discover(h, body, FEED) for _, body in docs for h in headers]
+    assert quick == general
+    assert any(d is not None for d in quick[::2]), "some document names a hub"
