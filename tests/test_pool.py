@@ -248,6 +248,14 @@ async def main():
         except PoolError as e:
             out[job] = str(e)
     out["after_errors"] = (await pool.call(0, "again", limit=30))["job"]
+    # Jobs queued two deep come back in order.
+    await pool.submit(0, "first")
+    await pool.submit(0, "second")
+    out["queued"] = [(await pool.result(0, limit=30))["job"] for _ in range(2)]
+    try:
+        await pool.result(0, limit=30)
+    except PoolError as e:
+        out["nothing_queued"] = str(e)
     try:
         await pool.call(1, "exit", limit=30)
     except PoolError as e:
@@ -297,6 +305,8 @@ def test_process_pool_runs_jobs_reports_failures_and_reaps() -> None:
     assert "failed: ValueError: bad job" in out["boom"]
     assert "cannot send the result" in out["unpicklable"]
     assert out["after_errors"] == "again", "a failed job leaves the process usable"
+    assert out["queued"] == ["first", "second"]
+    assert "no job to answer" in out["nothing_queued"]
     assert "died" in out["exit"]
     assert out["size_after_exit"] == 1
     assert "is gone" in out["dead_call"]

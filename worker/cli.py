@@ -209,6 +209,8 @@ def poll(
         try:
             await asyncio.to_thread(fw.sync_config_feeds)
             summary = await poll_once(fw, all_feeds=all_feeds)
+            if pool is not None:
+                pool.shutdown()  # they exit while this one delivers
             out: dict[str, Any] = summary.as_dict()
             if not no_deliver:
                 out.update(delivered=0, delivery_retries=0, delivery_dead=0)

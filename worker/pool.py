@@ -22,6 +22,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("!Q")
 CLOSE_GRACE_SECONDS = 5.0
-"""How long ``close`` lets a child finish its job before terminating it."""
+"""How long ``close`` lets a child finish its jobs before killing it."""
 
 
 class PoolError(FeedwatchError):
@@ -62,7 +63,8 @@ class _Worker:
 
 
 class ProcessPool:
-    """Forked worker processes; ``call`` runs one job on one of them."""
+    """Forked worker processes; ``submit``/``result`` (or ``call``) run jobs on one
+    of them, in the order given."""
 
     def __init__(self, workers: list[_Worker]) -> None:
         self._workers = workers
@@ -183,13 +185,18 @@ class ProcessPool:
             pass
         _reap(w.pid, CLOSE_GRACE_SECONDS)
 
-    def close(self) -> None:
-        """Ask every child to exit after its job (EOF on its socket), then reap it;
-        one still running after ``CLOSE_GRACE_SECONDS`` is killed."""
+    def shutdown(self) -> None:
+        """Ask every child to exit after its jobs (EOF on its socket), without
+        waiting: they leave while this process finishes its own work."""
         for w in self._workers:
             if not w.dead:
                 w.dead = True
                 w.sock.close()
+
+    def close(self) -> None:
+        """``shutdown``, then reap every child; one still running after
+        ``CLOSE_GRACE_SECONDS`` is killed."""
+        self.shutdown()
         for w in self._workers:
             if not _reap(w.pid, CLOSE_GRACE_SECONDS):
                 try:
@@ -201,8 +208,6 @@ class ProcessPool:
 
 def _reap(pid: int, grace: float) -> bool:
     """Wait up to ``grace`` seconds for ``pid`` to exit; True once it is reaped."""
-    import time
-
     deadline = time.monotonic() + grace
     delay = 0.001
     while True:
@@ -215,7 +220,7 @@ def _reap(pid: int, grace: float) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(delay)
-        delay = min(delay * 2, 0.05)
+        delay = min(delay * 2, 0.005)
 
 
 async def _recv(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> Any:
