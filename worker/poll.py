@@ -244,16 +244,12 @@ class _Fetch:
 
 
 class _HandOff(Exception):
-    """A poll process met a feed whose new items alert: the main process records it."""
+    """A poll process met a feed whose new items alert: the main process assigns
+    their stories and records the feed (``intent``: classified, no stories yet)."""
 
-
-def _handed_off(f: _Fetch) -> _Fetch:
-    """``f`` as sent to the main process: its move and hub are already recorded,
-    its headers a plain dict (a mapping proxy does not pickle)."""
-    res = f.result
-    if isinstance(res, Fetched):
-        res = replace(res, body=b"", headers=dict(res.headers), permanent_redirect=None)
-    return _Fetch(f.feed, result=res, parsed=f.parsed, moved_to=f.moved_to)
+    def __init__(self, intent: PollIntent) -> None:
+        super().__init__()
+        self.intent = intent
 
 
 async def _fetch_one(
@@ -327,9 +323,10 @@ class _Pass:
         self._own = {f.url: f for f in fw.settings.feeds}
         self.pushed: frozenset[int] = frozenset()
         """Feeds a live WebSub hub pushes (``websub.push_fed``)."""
-        self.handoff: list[_Fetch] | None = None
-        """In a poll process: feeds whose new items alert, left unrecorded for the
-        main process, which alone assigns stories (None: assign them here)."""
+        self.handoff: list[PollIntent] | None = None
+        """In a poll process: feeds whose new items alert, classified but left
+        unrecorded for the main process, which alone assigns stories (None: assign
+        them here)."""
 
     def schedule(self, feed: Feed) -> Schedule:
         """The feed's schedule (config overrides by URL)."""
@@ -448,31 +445,31 @@ class _Pass:
         state = self.ok_state(f, recent)
         if not new_items:
             return PollIntent(feed=state), "ok"
-        ruleset = self.fw.ruleset
-        matched: list[Decision] = []
+        classify = self.fw.ruleset.classify
+        matched = [d for d in map(classify, new_items) if d.rules]
+        intent = PollIntent(feed=state, items=new_items, decisions=matched)
+        if self.handoff is not None and any(d.alert for d in matched):
+            raise _HandOff(intent)
+        return self.with_stories(intent), "ok"
+
+    def with_stories(self, intent: PollIntent) -> PollIntent:
+        """``intent`` with its alerting items assigned to stories, and the alerts
+        those raise, in the order of its items."""
+        alerting = {d.id: d for d in intent.decisions if d.alert}
+        if not alerting:
+            return intent
+        feed_id = intent.feed.id
+        assert feed_id is not None
         links: list[StoryLink] = []
         alerts: list[AlertRecord] = []
-        assert feed.id is not None
-        for item in new_items:
-            decision = ruleset.classify(item)
-            if not decision.rules:
+        for item in intent.items:
+            decision = alerting.get(item.id)
+            if decision is None:
                 continue
-            matched.append(decision)
-            if not decision.alert:
-                continue
-            if self.handoff is not None:
-                raise _HandOff
             story = self.stories().assign(item, decision, self.now)
-            links.append(StoryLink(story=story, item_id=item.id, feed_id=feed.id))
+            links.append(StoryLink(story=story, item_id=item.id, feed_id=feed_id))
             alerts.extend(self._alerts(item, decision, story))
-        intent = PollIntent(
-            feed=state,
-            items=new_items,
-            decisions=matched,
-            story_links=links,
-            alerts=alerts,
-        )
-        return intent, "ok"
+        return replace(intent, story_links=links, alerts=alerts)
 
     def _alerts(
         self, item: Item, decision: Decision, story: Story
@@ -613,9 +610,9 @@ async def _record_batch(p: _Pass, fetched: Sequence[_Fetch]) -> None:
                 intent, status = p.intent_for(
                     f, known.get(fid, set()), recent.get(fid, 0)
                 )
-            except _HandOff:
+            except _HandOff as h:
                 assert p.handoff is not None
-                p.handoff.append(_handed_off(f))
+                p.handoff.append(h.intent)
                 continue
             out.append((f, intent, status))
         return out
@@ -623,23 +620,37 @@ async def _record_batch(p: _Pass, fetched: Sequence[_Fetch]) -> None:
     # Classification and story assignment are CPU work; the store read for the
     # story index is blocking I/O: both off the event loop.
     built = await asyncio.to_thread(build)
-    intents = [intent for _, intent, _ in built]
-    try:
-        records = await asyncio.to_thread(store.record_polls, intents)
-    except StoreError as e:
-        # One bad feed must not lose the batch: record them one by one.
-        log.warning("batched record failed (%s); recording feed by feed", e)
-        records = []
-        for intent in intents:
-            try:
-                records.append(await asyncio.to_thread(store.record_poll, intent))
-            except StoreError as one:
-                log.error("recording the poll of %s failed: %s", intent.feed.url, one)
-                records.append(PollRecord(new_items=0, new_alerts=0))
+    records = await _record(p, [intent for _, intent, _ in built])
     for (f, intent, status), record in zip(built, records, strict=True):
         p.count(intent.feed, status, record, intent)
         if f.error is not None:
             p.summary.outcomes[-1].error_kind = _error_kind(f.error)
+
+
+async def _record(p: _Pass, intents: list[PollIntent]) -> list[PollRecord]:
+    """Record ``intents`` in one transaction, or one by one if that fails."""
+    store = p.fw.store
+    try:
+        return await asyncio.to_thread(store.record_polls, intents)
+    except StoreError as e:
+        # One bad feed must not lose the batch: record them one by one.
+        log.warning("batched record failed (%s); recording feed by feed", e)
+    records = []
+    for intent in intents:
+        try:
+            records.append(await asyncio.to_thread(store.record_poll, intent))
+        except StoreError as one:
+            log.error("recording the poll of %s failed: %s", intent.feed.url, one)
+            records.append(PollRecord(new_items=0, new_alerts=0))
+    return records
+
+
+async def _record_handed(p: _Pass, handed: list[PollIntent]) -> None:
+    """Record the feeds a poll process handed back, with their stories and alerts."""
+    intents = await asyncio.to_thread(lambda: [p.with_stories(i) for i in handed])
+    records = await _record(p, intents)
+    for intent, record in zip(intents, records, strict=True):
+        p.count(intent.feed, "ok", record, intent)
 
 
 async def poll_once(
@@ -734,7 +745,7 @@ class ChunkResult:
     """What a poll process recorded, plus the feeds it left to the main process."""
 
     summary: PollSummary
-    handoff: list[_Fetch]
+    handoff: list[PollIntent]
     observations: list[Any]
     """Metric observations, replayed into the main process's metrics."""
 
@@ -903,7 +914,7 @@ async def _poll_pooled(
             p.fw.metrics.replay(res.observations)
             if res.handoff:
                 async with here:
-                    await _record_batch(p, res.handoff)
+                    await _record_handed(p, res.handoff)
 
     await asyncio.gather(drive_here(), *(drive(i) for i in pool.idle()))
 
