@@ -448,3 +448,25 @@ def test_the_labelled_set_misses_at_most_one_alert() -> None:
     assert counts.missed <= 1
     assert score.precision >= 0.95
     assert score.recall >= 0.8
+
+
+def test_overlap_with_cached_totals_equals_the_plain_formula() -> None:
+    import random
+
+    from worker import stories as st
+
+    def plain(a: frozenset[str], b: frozenset[str]) -> float:
+        if not a or not b:
+            return 0.0
+        shared = sum(st._weight(t) for t in a & b)
+        return shared / min(sum(map(st._weight, a)), sum(map(st._weight, b)))
+
+    rng = random.Random(5)
+    vocab = ["summit", "visit", "@xi jinping", "@lee jae-myung", "seoul", "tokyo"]
+    vocab += sorted(st._GENERIC)[:6] + [f"w{n}" for n in range(30)]
+    for _ in range(3000):
+        a = frozenset(rng.sample(vocab, rng.randint(0, 12)))
+        # Equal sets built in another order: the cache must not care.
+        b = frozenset(reversed(rng.sample(vocab, rng.randint(0, 12))))
+        assert st._overlap(a, b) == plain(a, b)
+        assert st._overlap(frozenset(sorted(b)), a) == plain(b, a)

@@ -6,6 +6,7 @@ a missed alert). Pure. Figures: docs/BENCHMARKS.md (story clustering)."""
 from __future__ import annotations
 
 import bisect
+import functools
 import hashlib
 import re
 from collections.abc import Iterable
@@ -143,12 +144,21 @@ def story_id(item: Item) -> str:
     return "st_" + hashlib.sha256(key).hexdigest()[:20]
 
 
+@functools.lru_cache(maxsize=16384)
+def _total(tokens: frozenset[str]) -> float:
+    # Weights are 0.5, 1 and 2: sums are exact in any order, so equal sets give
+    # equal totals whatever their iteration order.
+    return sum(map(_weight, tokens))
+
+
 def _overlap(a: frozenset[str], b: frozenset[str]) -> float:
     """Weighted overlap coefficient: shared weight over the lighter side's weight."""
     if not a or not b:
         return 0.0
-    shared = sum(_weight(t) for t in a & b)
-    return shared / min(sum(map(_weight, a)), sum(map(_weight, b)))
+    common = a & b
+    if not common:
+        return 0.0
+    return sum(map(_weight, common)) / min(_total(a), _total(b))
 
 
 def _event_affinity(a: Event | None, b: Event | None) -> float:
