@@ -886,7 +886,9 @@ async def _poll_pooled(
             await _poll_batch(p, chunk, fetcher, sem)
 
     async def drive_here() -> None:
-        while queue:
+        # The last chunks go to the other processes: this one still has to
+        # record what they hand back.
+        while len(queue) > size * (n - 1):
             await here_poll(take())
 
     async def drive(index: int) -> None:
@@ -907,7 +909,8 @@ async def _poll_pooled(
                 log.error("%s; polling its feeds in the main process", e)
                 for chunk in sent:
                     await here_poll(chunk)
-                await drive_here()
+                while queue:
+                    await here_poll(take())
                 return
             sent.popleft()
             p.summary.merge(res.summary)
