@@ -661,7 +661,8 @@ async def poll_once(
     fetcher: Fetcher | None = None,
 ) -> PollSummary:
     """Poll every due feed (every feed with ``all_feeds``) once and record the results,
-    ``RECORD_CHUNK`` feeds (``poll.batch`` if smaller) per store transaction."""
+    ``RECORD_CHUNK`` feeds (``poll.batch`` if smaller) per store transaction; with
+    poll processes (``fw.pool``) in chunks of ``POOL_CHUNK`` shared between them."""
     started = time.perf_counter()
     now = now or utcnow()
     settings = fw.settings
