@@ -87,7 +87,7 @@ Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 def _resolve_secret_refs(data: Any, fields: tuple[str, ...]) -> Any:
