@@ -238,7 +238,7 @@ pool = ProcessPool.fork(2, Echo)
 pids = {w.pid for w in pool._workers}
 
 async def main():
-    got = await asyncio.gather(*(pool.call(i, f"job{i}", limit=30) for i in pool.idle()))
+    got = await asyncio.gather(*(pool.call(i, f"job{i}", limit=30) for i in pool.live()))
     out["answers"] = sorted(g["job"] for g in got)
     out["distinct_pids"] = len({g["pid"] for g in got})
     out["children"] = sorted({g["pid"] for g in got}) == sorted(pids)

@@ -920,7 +920,7 @@ async def _poll_pooled(
                 async with here:
                     await _record_handed(p, res.handoff)
 
-    await asyncio.gather(drive_here(), *(drive(i) for i in pool.idle()))
+    await asyncio.gather(drive_here(), *(drive(i) for i in pool.live()))
 
 
 PUSH_LEASE = 120.0

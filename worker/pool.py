@@ -104,7 +104,7 @@ class ProcessPool:
         """Children still alive (as far as the pool knows)."""
         return sum(1 for w in self._workers if not w.dead)
 
-    def idle(self) -> list[int]:
+    def live(self) -> list[int]:
         """Indexes of the live children (``submit`` and ``result`` take one)."""
         return [i for i, w in enumerate(self._workers) if not w.dead]
 
