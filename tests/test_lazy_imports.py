@@ -33,6 +33,7 @@ NEVER = (
     "worker.deliver",
     "worker.api",
     "pydantic_settings",  # no FEEDWATCH_* variable is set
+    "httpcore",  # the default transport is aiohttp's
 )
 """Not used by any poll --once pass that raises no alert."""
 UNCHANGED_ALSO = ("feedparser", "worker.classify", "worker.stories", "lxml", "yaml")

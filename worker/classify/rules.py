@@ -30,12 +30,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from worker.errors import RuleError
+
+# PyYAML is imported when a rule file is read: a compiled-rules cache hit (every
+# command after the first) needs none of it.
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "ActorPred",
@@ -285,6 +289,8 @@ class RuleSource:
 def _walk(
     node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]
 ) -> None:
+    import yaml
+
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[str, int] = {}
@@ -316,6 +322,8 @@ def _parse_file(path: Path) -> tuple[RuleFile, dict[tuple[str | int, ...], int]]
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise RuleError(shown, None, None, f"cannot read: {e}") from e
+    import yaml
+
     lines: dict[tuple[str | int, ...], int] = {}
     try:
         loader = yaml.SafeLoader(text)
