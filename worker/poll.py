@@ -28,7 +28,7 @@ from worker.errors import FeedError, FetchError, NotFoundError, StoreError
 from worker.fetch import Fetched, Fetcher, NotModified, freshness_lifetime
 from worker.models import Decision, Feed, FeedStatus, Item, Story, utcnow
 from worker.parse import ParsedFeed, parse_feed, parse_feed_quick
-from worker.store.base import AlertRecord, PollIntent, PollRecord, StoryLink
+from worker.store.base import AlertRecord, Lease, PollIntent, PollRecord, StoryLink
 from worker.websub import Discovery, discover, note_hubs, push_fed
 
 if TYPE_CHECKING:
@@ -630,6 +630,10 @@ async def _record_batch(p: _Pass, fetched: Sequence[_Fetch]) -> None:
 async def _record(p: _Pass, intents: list[PollIntent]) -> list[PollRecord]:
     """Record ``intents`` in one transaction, or one by one if that fails."""
     store = p.fw.store
+    # The pass claimed its feeds (here or, for a poll process, in the main
+    # process) as this worker at p.now: a feed re-claimed since keeps its state.
+    lease = Lease(p.fw.worker_id, p.now)
+    intents = [replace(i, lease=lease) for i in intents]
     try:
         return await asyncio.to_thread(store.record_polls, intents)
     except StoreError as e:
@@ -897,28 +901,46 @@ async def _poll_pooled(
         # waiting for this one (busy with its own chunk) to read the last result;
         # one near the end, so no process is left holding two.
         sent: deque[list[Feed]] = deque()
+
+        async def refill() -> None:
+            while queue and len(sent) < (2 if len(queue) > size * n else 1):
+                chunk = take()
+                sent.append(chunk)
+                await pool.submit(index, ChunkJob(chunk, p.now, p.pushed, wid))
+
+        async def take_over(e: PoolError) -> None:
+            log.error("%s; polling its feeds in the main process", e)
+            for chunk in sent:
+                await here_poll(chunk)
+            while queue:
+                await here_poll(take())
+
         while True:
             try:
-                while queue and len(sent) < (2 if len(queue) > size * n else 1):
-                    chunk = take()
-                    sent.append(chunk)
-                    await pool.submit(index, ChunkJob(chunk, p.now, p.pushed, wid))
+                await refill()
                 if not sent:
                     return
                 res: ChunkResult = await pool.result(index, limit=limit)
             except PoolError as e:
-                log.error("%s; polling its feeds in the main process", e)
-                for chunk in sent:
-                    await here_poll(chunk)
-                while queue:
-                    await here_poll(take())
+                await take_over(e)
                 return
             sent.popleft()
+            # Its next chunk goes out before this one waits for the lock (held
+            # while this process polls a chunk of its own) to record the feeds
+            # handed back: the other process does not wait on it.
+            failed: PoolError | None = None
+            try:
+                await refill()
+            except PoolError as e:
+                failed = e
             p.summary.merge(res.summary)
             p.fw.metrics.replay(res.observations)
             if res.handoff:
                 async with here:
                     await _record_handed(p, res.handoff)
+            if failed is not None:
+                await take_over(failed)
+                return
 
     await asyncio.gather(drive_here(), *(drive(i) for i in pool.live()))
 
