@@ -882,8 +882,13 @@ async def _poll_pooled(
     # time, as in a pass without poll processes.
     here = asyncio.Lock()
 
+    # Chunks shrink as the queue does (a quarter of a process's share of what is
+    # left, down to an eighth of ``size``): the processes finish close together.
+    least = max(1, size // 8)
+
     def take() -> list[Feed]:
-        return [queue.popleft() for _ in range(min(size, len(queue)))]
+        k = max(least, min(size, math.ceil(len(queue) / (2 * n))))
+        return [queue.popleft() for _ in range(min(k, len(queue)))]
 
     async def here_poll(chunk: list[Feed]) -> None:
         fetcher, sem = await local.get()
@@ -893,7 +898,7 @@ async def _poll_pooled(
     async def drive_here() -> None:
         # The last chunks go to the other processes: this one still has to
         # record what they hand back.
-        while len(queue) > size * (n - 1):
+        while len(queue) > least * (n - 1):
             await here_poll(take())
 
     async def drive(index: int) -> None:
