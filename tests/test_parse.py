@@ -557,7 +557,7 @@ def test_dates_are_aware_utc() -> None:
 
 def test_unparseable_and_future_dates_give_none() -> None:
     body = rss(
-        "<item><guid>1</guid><pubDate>Seg, 24 Set 2018 10:00:00 -0300</pubDate></item>"
+        "<item><guid>1</guid><pubDate>Xyz, 24 Foo 2018 10:00:00 -0300</pubDate></item>"
         "<item><guid>2</guid><pubDate>Tue, 10 Jun 2031 04:00:00 GMT</pubDate></item>"
     )
     now = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,6 +13,7 @@ import json
 import logging
 import re
 import threading
+import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -520,7 +521,234 @@ def _from_string(value: object) -> datetime | None:
     try:
         return parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
+        return _localized_date(text)
+
+
+# Dates that name the month or the day in German, French, Spanish, Italian,
+# Portuguese or Dutch ("Seg, 24 Set 2018 19:18:49 -0300"), or write the date the
+# Chinese/Japanese/Korean way ("2026年11月27日 09:30", "2026년 11월 27일"): see
+# _named_date and _cjk_date for when each is read. Names are lower case, without
+# accents.
+_LOCAL_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            "jan january januar janner janvier janv enero ene gennaio gen janeiro"
+            " januari",
+            "feb february februar feber fevrier fevr fev febrero febbraio fevereiro"
+            " februari",
+            "mar march marz maerz mrz mars marzo marco maart mrt",
+            "apr april avril avr abril abr aprile",
+            "may mai mayo maggio mag maio mei",
+            "jun june juni juin junio giugno giu junho",
+            "jul july juli juillet juil julio luglio lug julho",
+            "aug august aout agosto ago augustus",
+            "sep sept september septembre septiembre setiembre set settembre setembro",
+            "oct october oktober okt octobre octubre ottobre ott outubro out",
+            "nov november novembre noviembre novembro",
+            "dec december dezember dez decembre diciembre dic dicembre dezembro",
+        ),
+        start=1,
+    )
+    for name in names.split()
+}
+# Day names are only recognised, not checked against the date: email.utils and
+# feedparser ignore a wrong one too.
+_LOCAL_DAYS = frozenset(
+    """
+    mon monday tue tues tuesday wed wednesday thu thur thurs thursday fri friday
+    sat saturday sun sunday
+    mo montag di dienstag mi mittwoch do donnerstag fr freitag sa samstag sonnabend
+    so sonntag
+    lun lundi mar mardi mer mercredi jeu jeudi ven vendredi sam samedi dim dimanche
+    lu lunes ma martes mie miercoles ju jue jueves vi vie viernes sab sabado dom
+    domingo
+    lunedi martedi mercoledi gio giovedi venerdi sabato domenica
+    seg segunda ter terca qua quarta qui quinta sex sexta
+    maandag dinsdag wo woensdag donderdag vr vrijdag za zaterdag zo zondag
+    """.split()
+)
+# Zone names (hours east of UTC). The US ones as RFC 822 and email.utils read them;
+# the East Asian form takes only the names that cannot be read two ways there
+# (CST is China's zone as often as the US's).
+_EAST_ASIAN_ZONES = {"z": 0, "ut": 0, "utc": 0, "gmt": 0}
+_EAST_ASIAN_ZONES |= {"jst": 9, "kst": 9, "hkt": 8, "sgt": 8}
+_LOCAL_ZONES = _EAST_ASIAN_ZONES | {
+    "wet": 0, "wez": 0, "west": 1, "wesz": 1, "bst": 1,
+    "cet": 1, "met": 1, "mez": 1, "cest": 2, "mest": 2, "mesz": 2,
+    "eet": 2, "oez": 2, "eest": 3, "oesz": 3, "msk": 3,
+    "brt": -3, "brst": -2, "art": -3,
+    "est": -5, "edt": -4, "cst": -6, "cdt": -5,
+    "mst": -7, "mdt": -6, "pst": -8, "pdt": -7,
+}  # fmt: skip
+_LOCAL_RFC822 = re.compile(
+    r"(?:(?P<wday>[^\W\d_]+(?:-feira)?)\.?,?\s+)?"
+    r"(?P<day>[0-9]{1,2})\.?\s+(?:de\s+)?"
+    r"(?P<month>[^\W\d_]+)\.?,?\s+(?:de\s+)?"
+    r"(?P<year>[0-9]{4})"
+    r"(?:,?\s+(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2}))?)?"
+    r"(?:\s*(?P<zone>\S.*?))?\s*\Z"
+)
+_CJK_WEEKDAY = r"[月火水木金土日]曜日?|(?:星期|周|週|礼拜|禮拜)[一二三四五六日天]|[월화수목금토일]요일"
+_LOCAL_CJK = re.compile(
+    r"(?P<year>[0-9]{4})\s*[年년]\s*(?P<month>[0-9]{1,2})\s*[月월]\s*"
+    r"(?P<day>[0-9]{1,2})\s*[日일号號]"
+    rf"(?:\s*(?:\(\s*(?:{_CJK_WEEKDAY}|[月火水木金土日一二三四五六天월화수목금토일])\s*\)"
+    rf"|{_CJK_WEEKDAY}))?"
+    r"(?:\s*(?P<half>午前|午後|上午|下午|오전|오후|am|pm))?"
+    r"(?:\s*(?:(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2}))?"
+    r"|(?P<uhour>[0-9]{1,2})\s*[時时시](?:\s*(?P<uminute>[0-9]{1,2})\s*[分분]"
+    r"(?:\s*(?P<usecond>[0-9]{1,2})\s*[秒초])?)?))?"
+    r"(?:\s*(?P<zone>\S.*?))?\s*\Z"
+)
+_PM = frozenset({"午後", "下午", "오후", "pm"})
+# Any digits, as feedparser's ISO 8601 handler reads them.
+_CJK_YEAR = re.compile(r"\s*\d{4}\s*[年년]")
+_LOCAL_ZONE = re.compile(
+    r"(?P<name>[a-z]{1,5})?"
+    r"(?:(?P<sign>[+-])(?P<hours>[0-9]{1,2})(?::?(?P<minutes>[0-9]{2}))?)?\Z"
+)
+# Longer than any real date; bounds the work on hostile text.
+_MAX_LOCAL_DATE = 100
+
+
+def _unaccented(word: str) -> str:
+    return "".join(
+        c for c in unicodedata.normalize("NFD", word) if not unicodedata.combining(c)
+    )
+
+
+def _local_zone(text: str | None, names: Mapping[str, int]) -> tzinfo | None:
+    """The zone after a localized date: UTC when there is none (as for every
+    zone-less date here), ±hhmm, ±hh:mm, GMT/UTC±h[h][:mm] or a name in
+    ``names``, optionally in parentheses; None for anything else."""
+    if text is None:
+        return UTC
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1].strip()
+    m = _LOCAL_ZONE.match(text)
+    if m is None or not text:
         return None
+    name, sign, hours, minutes = m.groups()
+    if sign is None:
+        offset = names.get(name)
+        return None if offset is None else timezone(timedelta(hours=offset))
+    if name is None and (len(hours) != 2 or minutes is None):
+        return None  # a bare offset is ±hhmm or ±hh:mm
+    if name is not None and name not in ("gmt", "utc", "ut"):
+        return None
+    h, mi = int(hours), int(minutes or 0)
+    if h > 23 or mi > 59:
+        return None
+    delta = timedelta(hours=h, minutes=mi)
+    return timezone(-delta if sign == "-" else delta)
+
+
+def _local_text(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    if len(value) > _MAX_LOCAL_DATE:
+        return None
+    # NFKC: full-width digits and brackets, and decomposed accents, as plain ones.
+    return unicodedata.normalize("NFKC", value).strip().lower()
+
+
+def _local_datetime(
+    m: re.Match[str],
+    month: int | None,
+    clock: tuple[str, str, str],
+    zone: tzinfo | None,
+) -> datetime | None:
+    if month is None or zone is None:
+        return None
+    hour, minute, second = clock
+    try:
+        return datetime(
+            int(m["year"]),
+            month,
+            int(m["day"]),
+            int(hour),
+            int(minute),
+            int(second),
+            tzinfo=zone,
+        )
+    except ValueError:
+        return None
+
+
+def _named_date(value: object) -> datetime | None:
+    """The date of an RFC 822-like string that names its month (and maybe its
+    day) in German, French, Spanish, Italian, Portuguese, Dutch or English;
+    None for anything else. Asked only where feedparser's handlers read no
+    date: where they read one, it is the same month."""
+    text = _local_text(value)
+    m = None if text is None else _LOCAL_RFC822.match(text)
+    if m is None:
+        return None
+    wday = m["wday"]
+    if wday is not None and _unaccented(wday).removesuffix("-feira") not in (
+        _LOCAL_DAYS
+    ):
+        return None
+    clock = (m["hour"] or "0", m["minute"] or "0", m["second"] or "0")
+    month = _LOCAL_MONTHS.get(_unaccented(m["month"]))
+    return _local_datetime(m, month, clock, _local_zone(m["zone"], _LOCAL_ZONES))
+
+
+def _east_asian(value: object) -> bool:
+    """Whether ``value`` starts as the East Asian form does ("2026年", "2026년").
+    feedparser's handlers read only the year of such a string (its ISO 8601
+    handler makes up the month and day from today's; its Korean handlers come
+    after that one), so _cjk_date alone reads it, or no date is read."""
+    return isinstance(value, str) and _CJK_YEAR.match(value) is not None
+
+
+def _cjk_date(value: object) -> datetime | None:
+    """The date of a string in the Chinese/Japanese/Korean year-month-day form
+    ("2026年11月27日 09:30", "2026년 11월 27일"); None for anything else."""
+    if not _east_asian(value):
+        return None
+    text = _local_text(value)
+    m = None if text is None else _LOCAL_CJK.match(text)
+    if m is None:
+        return None
+    if m["hour"] is not None:
+        clock = (m["hour"], m["minute"], m["second"] or "0")
+    elif m["uhour"] is not None:
+        clock = (m["uhour"], m["uminute"] or "0", m["usecond"] or "0")
+    elif m["half"] is not None:
+        return None  # "afternoon" and no time
+    else:
+        clock = ("0", "0", "0")
+    if m["half"] is not None:
+        if int(clock[0]) > 12:
+            return None
+        hour = int(clock[0]) % 12 + (12 if m["half"] in _PM else 0)
+        clock = (str(hour), clock[1], clock[2])
+    zone = _local_zone(m["zone"], _EAST_ASIAN_ZONES)
+    return _local_datetime(m, int(m["month"]), clock, zone)
+
+
+def _localized_date(value: object) -> datetime | None:
+    """A date in the East Asian form or with names in another language."""
+    return _cjk_date(value) or _named_date(value)
+
+
+# Where feedparser files an entry's dates: the text, and what its handlers read.
+_ENTRY_DATES = (
+    ("published", "published_parsed"),
+    ("updated", "updated_parsed"),
+    ("created", "created_parsed"),
+)
+
+
+def _feedparser_date(value: str) -> object:
+    """What feedparser's date handlers read in ``value`` (None for no date)."""
+    _feedparser()
+    from feedparser.datetimes import _parse_date
+
+    return _parse_date(value)
 
 
 # -- documents -----------------------------------------------------------------------
@@ -747,8 +975,15 @@ def _entry_fields(e: Mapping[str, Any], url: str, now: datetime) -> _Fields:
     guid = _raw(e, "id")
     link = _raw(e, "link")
     published = None
-    for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        published = _checked(_from_struct(_raw(e, key)), now)
+    for key, parsed_key in _ENTRY_DATES:
+        text = _raw(e, key)
+        if _east_asian(text):
+            when = _cjk_date(text)
+        else:
+            when = _from_struct(_raw(e, parsed_key))
+            if when is None:  # feedparser's handlers read no date there
+                when = _named_date(text)
+        published = _checked(when, now)
         if published is not None:
             break
     return _Fields(
@@ -1177,7 +1412,17 @@ def _fast_date(value: str) -> datetime | None:
         except (TypeError, ValueError, IndexError) as e:
             raise _Decline from e
     else:
-        raise _Decline
+        # As _entry_fields reads it: the East Asian form alone, names in another
+        # language only where feedparser's handlers read no date.
+        if _east_asian(value):
+            local = _cjk_date(value)
+            if local is None:
+                return None
+        else:
+            local = _named_date(value)
+            if local is None or _feedparser_date(value) is not None:
+                raise _Decline
+        when = local
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     try:
