@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from feedserver import FeedServer
 from pg import PgDatabases
+from receivers import SmtpReceiver
 from sqlalchemy import select
 
 from worker.config import (
     DigestSchedule,
+    EmailChannelSettings,
     FeedSettings,
     FetchSettings,
     FileChannelSettings,
@@ -25,9 +27,12 @@ from worker.config import (
 from worker.core import make_feedwatch
 from worker.deliver import drain_outbox
 from worker.digest import (
+    DIGEST_RETRY_HORIZON,
     DIGEST_RUN_LEASE_SECONDS,
+    Digest,
     build_digest,
     render_digest,
+    retry_unsent_digests,
     send_digest,
     send_scheduled_digest,
 )
@@ -313,3 +318,132 @@ async def test_a_dead_claimers_digest_is_taken_over_after_the_lease(
     finally:
         await dead.aclose()
         await live.aclose()
+
+
+# -- a claimed run whose sender died is sent again by the retry ---------------------
+
+
+def _emailing(database: str, smtp: SmtpReceiver) -> Settings:
+    """A replica's settings: the shared database, channel desk by real SMTP, three
+    schedules on it."""
+    return Settings(
+        database=database,
+        channels=(
+            EmailChannelSettings(
+                type="email",
+                name="desk",
+                host=smtp.host,
+                port=smtp.port,
+                to=("desk@example.org",),
+                timeout=10.0,
+            ),
+        ),
+        digests=tuple(
+            DigestSchedule(name=name, cron=cron, channel="desk")
+            for name, cron in (
+                ("daily", "0 8 * * *"),
+                ("hourly", "0 * * * *"),
+                ("weekly", "0 8 * * 1"),
+            )
+        ),
+    )
+
+
+async def test_a_dead_claimers_digest_is_sent_once_by_the_retry(
+    shared_db: str, smtp: SmtpReceiver
+) -> None:
+    a = make_feedwatch(_emailing(shared_db, smtp))
+    b = make_feedwatch(_emailing(shared_db, smtp))
+    now = utcnow()
+    fired = now.replace(second=0, microsecond=0) - timedelta(hours=1)
+    daily, hourly, weekly = a.settings.digests
+    try:
+        # The dead worker claimed the daily run an hour ago and never sent it.
+        smtp.fail_next(reply="421 4.3.0 going down")
+        with pytest.raises(DeliveryError):
+            await send_scheduled_digest(
+                a.store, a.channels["desk"], daily, worker_id="dead", now=fired
+            )
+        # The weekly run went out; the hourly one was claimed a minute ago.
+        sent = await send_scheduled_digest(
+            a.store, a.channels["desk"], weekly, worker_id="a", now=fired
+        )
+        assert sent is not None and len(smtp.messages) == 1
+        busy = now - timedelta(minutes=1)
+        assert await asyncio.to_thread(
+            a.store.claim_digest_run,
+            "hourly",
+            "dg_busy",
+            "busy",
+            busy,
+            since=busy - timedelta(hours=1),
+            until=busy,
+        )
+
+        # Two replicas retry at once: one of them sends the daily digest.
+        retried = await asyncio.gather(
+            *(
+                retry_unsent_digests(
+                    fw.store,
+                    fw.channels,
+                    fw.settings.digests,
+                    worker_id=name,
+                    now=now,
+                )
+                for fw, name in ((a, "a"), (b, "b"))
+            )
+        )
+        [d] = [d for batch in retried for d in batch]
+        assert (d.since, d.until) == (fired - timedelta(days=1), fired)
+        mails = smtp.messages
+        assert len(mails) == 2
+        subject = str(mails[1].message["Subject"])
+        assert f"to {fired:%Y-%m-%d %H:%M} UTC" in subject
+
+        # Sent: never again. The fresh hourly claim is left to its worker.
+        later = await retry_unsent_digests(
+            a.store, a.channels, a.settings.digests, worker_id="a", now=now
+        )
+        assert later == [] and len(smtp.messages) == 2
+        [waiting] = a.store.unsent_digest_runs(now, now - timedelta(days=1))
+        assert (waiting.schedule, waiting.worker_id) == ("hourly", "busy")
+        assert hourly.name == waiting.schedule
+    finally:
+        await a.aclose()
+        await b.aclose()
+
+
+async def test_the_retry_is_bounded_and_waits_out_a_failed_tries_claim(
+    tmp_path: Path, smtp: SmtpReceiver
+) -> None:
+    fw = make_feedwatch(_emailing(f"sqlite:///{tmp_path / 'fw.db'}", smtp))
+    now = utcnow()
+    ended = now - timedelta(hours=3)
+    try:
+        for name, run, end in (
+            ("removed", "dg_removed", now - timedelta(hours=2)),
+            ("daily", "dg_ancient", now - timedelta(seconds=DIGEST_RETRY_HORIZON + 60)),
+            ("daily", "dg_failing", ended),
+        ):
+            assert fw.store.claim_digest_run(
+                name, run, "dead", end, since=end - timedelta(days=1), until=end
+            )
+
+        async def retry(at: datetime) -> list[Digest]:
+            return await retry_unsent_digests(
+                fw.store, fw.channels, fw.settings.digests, worker_id="w", now=at
+            )
+
+        # The channel is down: the try fails and leaves the run claimed anew.
+        smtp.stop()
+        assert await retry(now) == []
+        smtp.start()
+        assert await retry(now + timedelta(seconds=DIGEST_RUN_LEASE_SECONDS - 1)) == []
+        assert smtp.messages == []
+        [d] = await retry(now + timedelta(seconds=DIGEST_RUN_LEASE_SECONDS))
+        assert (d.since, d.until) == (ended - timedelta(days=1), ended)
+        # Neither the removed schedule's run nor the one past the horizon.
+        assert await retry(now + timedelta(hours=1)) == []
+        assert len(smtp.messages) == 1
+    finally:
+        await fw.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from feedserver import FeedServer
 
 from worker.config import DigestSchedule, FileChannelSettings, Settings
 from worker.core import make_feedwatch
+from worker.models import utcnow
 from worker.scheduler import Daemon
 
 RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Slow Wire</title>
@@ -106,3 +109,50 @@ async def test_scheduled_digest_is_sent_through_its_channel(tmp_path: Path) -> N
     [line] = out.read_text().splitlines()
     payload = json.loads(line)
     assert payload["type"] == "feedwatch.digest" and payload["stories"] == []
+
+
+async def test_a_dead_replicas_digest_is_sent_at_start(tmp_path: Path) -> None:
+    out = tmp_path / "digests.jsonl"
+    settings = Settings(
+        database=f"sqlite:///{tmp_path / 'fw.db'}",
+        channels=(FileChannelSettings(type="file", name="desk", path=str(out)),),
+        digests=(
+            # Fires once a year: only the retry can send anything in this test.
+            DigestSchedule(name="morning", cron="0 8 1 1 *", channel="desk"),
+        ),
+    )
+    fw = make_feedwatch(settings)
+    ended = utcnow().replace(second=0, microsecond=0) - timedelta(hours=2)
+    fresh = utcnow()
+    try:
+        # A replica claimed this morning's run two hours ago and died; another
+        # claimed a later run a moment ago and is sending it.
+        assert fw.store.claim_digest_run(
+            "morning",
+            "dg_dead",
+            "dead",
+            ended,
+            since=ended - timedelta(days=1),
+            until=ended,
+        )
+        assert fw.store.claim_digest_run(
+            "morning", "dg_busy", "busy", fresh, since=ended, until=fresh
+        )
+        daemon = Daemon(fw)
+
+        async def stop_once_sent() -> None:
+            for _ in range(200):
+                if out.exists() and out.read_text():
+                    break
+                await asyncio.sleep(0.05)
+            daemon.stop()
+
+        stopper = asyncio.create_task(stop_once_sent())
+        await daemon.run(duration=20)
+        await stopper
+    finally:
+        await fw.aclose()
+    [line] = out.read_text().splitlines()
+    payload = json.loads(line)
+    assert payload["type"] == "feedwatch.digest"
+    assert payload["until"] == ended.isoformat()

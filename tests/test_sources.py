@@ -5,8 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from feedserver import FeedServer
+from pg import PgDatabases
 
+from worker.config import FeedSettings, FetchSettings, FileChannelSettings, Settings
+from worker.core import make_feedwatch
 from worker.models import Feed
+from worker.poll import poll_once
 from worker.sources import SourceFileError, export_opml, read_feed_list
 
 OPML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -90,3 +95,63 @@ def test_bad_opml(tmp_path: Path, text: str, fault: str) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(SourceFileError, match="cannot read"):
         read_feed_list(tmp_path / "nope", interval=60)
+
+
+# -- config feeds that moved permanently ----------------------------------------------
+
+RSS = """<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>
+<link>https://wire.example/</link><description>d</description>
+<item><guid>w1</guid><title>Heavy rain expected in Busan</title>
+<description>Rain.</description></item></channel></rss>"""
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=pytest.mark.external_service)]
+)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fw.db'}"
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    return databases.create()
+
+
+@pytest.mark.parametrize("status", [301, 308])
+async def test_a_config_feed_that_moved_is_not_added_again_at_start(
+    tmp_path: Path, feed_server: FeedServer, database: str, status: int
+) -> None:
+    feed_server.set("/new.xml", RSS.encode())
+    feed_server.redirect("/old.xml", "/new.xml", status)
+    old, new = feed_server.url("/old.xml"), feed_server.url("/new.xml")
+    settings = Settings(
+        database=database,
+        feeds=(FeedSettings(url=old, name="Wire", interval=3600.0),),
+        fetch=FetchSettings(allow_private_addresses=True, timeout=10.0),
+        channels=(
+            FileChannelSettings(
+                type="file", name="all", path=str(tmp_path / "a.jsonl")
+            ),
+        ),
+    )
+    with make_feedwatch(settings) as fw:
+        assert fw.sync_config_feeds() == 1
+        first = await poll_once(fw, all_feeds=True)
+        assert (first.polled, first.new_items) == (1, 1)
+        [moved] = fw.store.list_feeds()
+        assert moved.url == new
+
+    # Two restarts: the config still lists the old URL.
+    for _ in range(2):
+        with make_feedwatch(settings) as fw:
+            assert fw.sync_config_feeds() == 1
+            [kept] = fw.store.list_feeds()
+            assert (kept.id, kept.url, kept.title, kept.etag) == (
+                moved.id,
+                new,
+                "Wire",
+                moved.etag,
+            )
+            again = await poll_once(fw, all_feeds=True)
+            assert (again.feeds, again.not_modified, again.new_items) == (1, 1, 0)
+            assert fw.store.count_items() == 1
+    assert len(feed_server.requests_for("/old.xml")) == 1

@@ -62,11 +62,12 @@ class Feedwatch:
         return self._channels
 
     def sync_config_feeds(self) -> int:
-        """Subscribe to the feeds the config lists (idempotent); returns how many."""
-        feeds = config_feeds(self.settings)
-        for feed in feeds:
-            self.store.add_feed(feed)
-        return len(feeds)
+        """Subscribe to the feeds the config lists (idempotent); returns how many.
+
+        A config feed that moved (301/308) is found by the URL it was configured
+        under and keeps its new URL, rather than being subscribed again.
+        """
+        return self.store.add_config_feeds(config_feeds(self.settings))
 
     async def aclose(self) -> None:
         """Close channels, then the store."""

@@ -7,7 +7,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from worker.alerts import event_line
+from worker.errors import DeliveryError
 from worker.models import Envelope, utcnow
 from worker.store.base import Store, StoryRow
 
@@ -28,6 +29,7 @@ __all__ = [
     "digest_envelope",
     "digest_payload",
     "render_digest",
+    "retry_unsent_digests",
 ]
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 DIGEST_RUN_LEASE_SECONDS = 600.0
 """How long a claimed, unsent scheduled digest stays its claimer's; longer than any
 send (the claimer is then taken for dead)."""
+DIGEST_RETRY_HORIZON = 86400.0
+"""Seconds after its period ended that an unsent scheduled digest is still sent
+again: a day-old digest is news no more, and as each try claims the run anew, one
+whose channel keeps failing is tried once a lease for a day at most."""
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("worker", "templates"),
@@ -234,9 +240,10 @@ async def send_scheduled_digest(
     The period ends on the whole minute of ``fired_at`` (default ``now``, default
     the clock), so every replica running the job names the same period and claims
     the same run; the store lets one of them send it. A claim never marked sent
-    (its sender died) is taken over by a run of the same period ``lease_seconds``
-    after it was made. ``feedwatch digest --send`` calls :func:`send_digest` and
-    claims nothing."""
+    (its sender died, or the send failed) is taken over ``lease_seconds`` after it
+    was made by :func:`retry_unsent_digests`, as the next fire names another
+    period. ``feedwatch digest --send`` calls :func:`send_digest` and claims
+    nothing."""
     clock = now or utcnow()
     until = (fired_at or clock).replace(second=0, microsecond=0)
     since = until - timedelta(seconds=schedule.since)
@@ -244,7 +251,14 @@ async def send_scheduled_digest(
     # (held alerts) and so carry another id.
     run_id = Digest(since=since, until=until, generated_at=clock, stories=()).id
     claimed = await asyncio.to_thread(
-        store.claim_digest_run, schedule.name, run_id, worker_id, clock, lease_seconds
+        store.claim_digest_run,
+        schedule.name,
+        run_id,
+        worker_id,
+        clock,
+        lease_seconds,
+        since=since,
+        until=until,
     )
     if not claimed:
         log.info(
@@ -257,3 +271,73 @@ async def send_scheduled_digest(
     d = await send_digest(store, channel, since, until)
     await asyncio.to_thread(store.finish_digest_run, schedule.name, run_id, utcnow())
     return d
+
+
+async def retry_unsent_digests(
+    store: Store,
+    channels: Mapping[str, Channel],
+    schedules: Sequence[DigestSchedule],
+    *,
+    worker_id: str,
+    now: datetime | None = None,
+    lease_seconds: float = DIGEST_RUN_LEASE_SECONDS,
+    horizon: float = DIGEST_RETRY_HORIZON,
+) -> list[Digest]:
+    """Send the scheduled digests whose claimer died (or whose send failed): runs
+    claimed ``lease_seconds`` ago or more, never marked sent, whose period ended
+    within ``horizon``, of schedules still configured; returns those sent.
+
+    Each is claimed anew first, so of several replicas retrying at once one sends
+    it, for the run's own period, through its schedule's channel. A send that
+    fails leaves the run claimed: it is tried again once that claim is stale.
+    """
+    clock = now or utcnow()
+    runs = await asyncio.to_thread(
+        store.unsent_digest_runs,
+        clock - timedelta(seconds=lease_seconds),
+        clock - timedelta(seconds=horizon),
+    )
+    configured = {s.name: s for s in schedules}
+    sent: list[Digest] = []
+    for run in runs:
+        schedule = configured.get(run.schedule)
+        if schedule is None or run.since is None or run.until is None:
+            continue
+        channel = channels.get(schedule.channel)
+        if channel is None:
+            continue  # the config check names every digest's channel
+        claimed = await asyncio.to_thread(
+            store.claim_digest_run,
+            run.schedule,
+            run.digest_id,
+            worker_id,
+            clock,
+            lease_seconds,
+        )
+        if not claimed:
+            continue  # another replica took it, or it was sent meanwhile
+        log.warning(
+            "digest %s of the period ending %s was claimed by %s at %s and never "
+            "sent; sending it now",
+            run.schedule,
+            run.until.isoformat(),
+            run.worker_id,
+            run.claimed_at.isoformat(),
+        )
+        try:
+            d = await send_digest(store, channel, run.since, run.until)
+        except DeliveryError as e:
+            log.error(
+                "digest %s of the period ending %s failed again (%s); next try in "
+                "%.0fs",
+                run.schedule,
+                run.until.isoformat(),
+                e,
+                lease_seconds,
+            )
+            continue
+        await asyncio.to_thread(
+            store.finish_digest_run, run.schedule, run.digest_id, utcnow()
+        )
+        sent.append(d)
+    return sent

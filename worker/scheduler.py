@@ -18,7 +18,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from worker.deliver import DrainResult, drain_outbox
-from worker.digest import send_scheduled_digest
+from worker.digest import Digest, retry_unsent_digests, send_scheduled_digest
 from worker.errors import DeliveryError, StoreError
 from worker.models import utcnow
 from worker.poll import PollSummary, poll_once
@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 60.0
 WEBSUB_SYNC_SECONDS = 300
+DIGEST_RETRY_SECONDS = 300
+"""How often unsent scheduled digests (their claimer died) are looked for; also
+once at start."""
 
 
 class Daemon:
@@ -106,6 +109,24 @@ class Daemon:
             len(d.stories),
         )
 
+    async def retry_digests(self) -> list[Digest]:
+        """Send the scheduled digests a dead replica claimed and never sent (the
+        job): the next cron fire names a new period, so nothing else would."""
+        sent = await retry_unsent_digests(
+            self.fw.store,
+            self.fw.channels,
+            self.fw.settings.digests,
+            worker_id=self.fw.worker_id,
+        )
+        for d in sent:
+            log.info(
+                "digest of %s to %s sent late: %d stories",
+                d.since.isoformat(),
+                d.until.isoformat(),
+                len(d.stories),
+            )
+        return sent
+
     def stop(self) -> None:
         """Ask the daemon to stop after the work in hand."""
         self.stop_event.set()
@@ -170,6 +191,14 @@ class Daemon:
                 self._track(f"digest {sched.name}", _bind(self.digest, sched)),
                 CronTrigger.from_crontab(sched.cron, timezone=sched.timezone),
                 id=f"digest:{sched.name}",
+            )
+        if settings.digests:
+            scheduler.add_job(
+                self._track("digest retry", self.retry_digests),
+                "interval",
+                seconds=DIGEST_RETRY_SECONDS,
+                next_run_time=start,
+                id="digest-retry",
             )
         scheduler.start()
         self.running = True

@@ -25,7 +25,9 @@ class SourceFileError(FeedwatchError):
 
 
 def config_feeds(settings: Settings) -> list[Feed]:
-    """The feeds the config file lists, with the default interval filled in."""
+    """The feeds the config file lists, with the default interval filled in; each
+    ``url`` is the configured one (``Store.add_config_feeds`` matches a feed that
+    moved since by it)."""
     return [
         Feed(
             url=f.url,

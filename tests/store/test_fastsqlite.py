@@ -24,7 +24,13 @@ from worker.config import DeliverySettings, QuietHours, RateLimit
 from worker.deliver import DrainResult, drain_outbox
 from worker.errors import NotFoundError, StoreError
 from worker.models import Event, EventStatus, Feed, FeedStatus
-from worker.store.base import AlertRecord, DeliveryOutcome, PollIntent, StoryLink
+from worker.store.base import (
+    AlertRecord,
+    DeliveryOutcome,
+    Lease,
+    PollIntent,
+    StoryLink,
+)
 from worker.store.fastsqlite import FastSQLiteStore
 from worker.store.sql import SqlStore
 from worker.store.sqlite import SQLiteStore
@@ -902,3 +908,65 @@ def test_in_process_feed_state_round_trip(tmp_path: Path) -> None:
         stored = fast.add_feed(original)
         assert slow.get_feed(original.url) == stored
         assert stored.last_checked_at == when and stored.last_checked_at.tzinfo is UTC
+
+
+def test_same_stale_poll_and_config_feed_sequence_writes_identical_rows(
+    pair: tuple[FastSQLiteStore, SQLiteStore],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Config feeds: added, one moved (301), synced again under its old URL.
+    _both(pair, lambda s: s.add_config_feeds([feed(1, title="One"), feed(2)]))
+    _both(pair, lambda s: s.move_feed(1, "http://127.0.0.1:8000/moved.xml"))
+    _both(
+        pair,
+        lambda s: s.add_config_feeds([feed(1, interval=60), feed(2), feed(3)]),
+    )
+    # Worker a's claim runs out; b claims (a non-UTC now) and records.
+    [a1, a2, a3] = _both(pair, lambda s: s.claim_due_feeds("a", T0, 10, 30))
+    b_at = datetime(2024, 5, 1, 21, 0, 31, 250, tzinfo=TOKYO)
+    [b1, b2] = _both(pair, lambda s: s.claim_due_feeds("b", b_at, 2, 30))
+    lease_b = Lease("b", b_at)
+    _both(
+        pair,
+        lambda s: s.record_polls(
+            [
+                PollIntent(b1.model_copy(update={"etag": '"b1"'}), lease=lease_b),
+                PollIntent(
+                    b2.model_copy(update={"etag": '"b2"'}),
+                    items=[item(1)],
+                    lease=lease_b,
+                ),
+            ]
+        ),
+    )
+    # a records late: feeds 1 and 2 are stale, feed 3 is still a's.
+    lease_a = Lease("a", T0)
+    with caplog.at_level(logging.WARNING):
+        records = _both(
+            pair,
+            lambda s: s.record_polls(
+                [
+                    PollIntent(a1.model_copy(update={"etag": '"a1"'}), lease=lease_a),
+                    PollIntent(
+                        a2.model_copy(update={"etag": '"a2"'}),
+                        items=[item(1), item(2)],
+                        lease=lease_a,
+                    ),
+                    PollIntent(a3.model_copy(update={"etag": '"a3"'}), lease=lease_a),
+                ]
+            ),
+        )
+    assert [(r.stale, r.new_items) for r in records] == [
+        (True, 0),
+        (True, 1),
+        (False, 0),
+    ]
+    stale = [r for r in caplog.records if "outlived its lease" in r.getMessage()]
+    assert {r.name for r in stale} == {"worker.store.fastsqlite", "worker.store.sql"}
+    assert len(stale) == 4  # two feeds, each store
+    assert [f.etag for f in _both(pair, lambda s: s.list_feeds())] == [
+        '"b1"',
+        '"b2"',
+        '"a3"',
+    ]
+    _same_tables(pair)

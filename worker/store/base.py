@@ -19,6 +19,8 @@ __all__ = [
     "AlertRow",
     "ClaimedDelivery",
     "DeliveryOutcome",
+    "DigestRun",
+    "Lease",
     "PollIntent",
     "PollRecord",
     "Store",
@@ -47,6 +49,20 @@ class AlertRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """One claim of a feed: the worker that took it and the ``now`` it passed.
+
+    The worker id alone does not name a claim: a worker whose lease ran out may
+    claim the feed again (a WebSub push) while its first poll is still running.
+    Poll processes record under the claiming process's worker id and the pass's
+    ``now``, so a chunk polled elsewhere still holds the lease.
+    """
+
+    owner: str
+    claimed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class PollIntent:
     """Everything one poll of one feed changes, written in a single transaction.
 
@@ -59,6 +75,9 @@ class PollIntent:
     decisions: Sequence[Decision] = ()
     story_links: Sequence[StoryLink] = ()
     alerts: Sequence[AlertRecord] = ()
+    lease: Lease | None = None
+    """The claim the poll ran under: its feed state is written only while that
+    claim still holds the feed. None: written whatever the lease (no claim made)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +87,23 @@ class PollRecord:
     new_items: int
     new_alerts: int
     alert_ids: tuple[str, ...] = ()
+    stale: bool = False
+    """The recorder no longer held the feed's lease: its items (deduplicated) were
+    written, the feed's state was not (a newer poll's stays)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRun:
+    """A scheduled digest run as claimed: which period, by whom, and since when."""
+
+    schedule: str
+    digest_id: str
+    worker_id: str
+    claimed_at: datetime
+    since: datetime | None
+    """Start of the period it covers; None for runs claimed before migration 0006."""
+    until: datetime | None
+    """End of the period (the cron fire time, on the minute)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +205,7 @@ class Store(Protocol):
       the lease expires, so a crashed worker's work is picked up again.
 
     Groups: lifecycle (``migrate``, ``close``, context manager); feeds (``add_feed``,
-    ``remove_feed``, ``get_feed``, ``list_feeds``, ``claim_due_feeds``); poll
+    ``add_config_feeds``, ``remove_feed``, ``get_feed``, ``list_feeds``, ``claim_due_feeds``); poll
     (``known_item_ids``, ``record_poll``, ``recent_stories``); outbox
     (``claim_deliveries``, ``record_delivery``, ``redeliver``, ``delivered_times``,
     ``held_alerts``, ``release_held``, ``story_alerts``); queries
@@ -209,6 +245,17 @@ class Store(Protocol):
         """
         ...
 
+    def add_config_feeds(self, entries: Sequence[Feed]) -> int:
+        """Subscribe the feeds the config file lists, in one transaction; returns
+        how many.
+
+        Each is matched first by the URL it was configured under (kept when the
+        feed moves: a 301/308 changes only its ``url``), then by ``url``; the
+        match's interval, tags and title (if given) are updated, its URL and poll
+        state kept. A feed matching neither is added.
+        """
+        ...
+
     def remove_feed(self, url: str) -> None:
         """Unsubscribe; its items stay for digests. NotFoundError if unknown."""
         ...
@@ -240,7 +287,8 @@ class Store(Protocol):
         all_feeds: bool = False,
     ) -> list[Feed]:
         """Lease up to ``limit`` feeds whose next check is due (every non-disabled
-        feed with ``all_feeds``) and not leased by another worker."""
+        feed with ``all_feeds``) and not leased by another worker. The claim is
+        ``Lease(worker_id, now)``, which ``record_poll`` checks."""
         ...
 
     # poll
@@ -252,7 +300,12 @@ class Store(Protocol):
         """Write a poll's result in one transaction and release the feed's lease.
 
         Items already stored and alerts whose id exists are skipped silently; outbox
-        rows are written only for the alerts this call inserted.
+        rows are written only for the alerts this call inserted. With
+        ``intent.lease``, the feed's state is written only if that claim still holds
+        the feed: a poll that outlived its lease (another claim took the feed, or
+        it was released) keeps its items and alerts but not its state
+        (``PollRecord.stale``, and a warning), so a newer poll's validators and
+        schedule are not undone.
         """
         ...
 
@@ -369,7 +422,8 @@ class Store(Protocol):
         self, feed_id: int, worker_id: str, now: datetime, lease_seconds: float
     ) -> Feed | None:
         """Lease one feed (a push to ingest) like ``claim_due_feeds``, whatever its
-        schedule; None while another lease is live. NotFoundError if unknown."""
+        schedule, as ``Lease(worker_id, now)``; None while another lease is live.
+        NotFoundError if unknown."""
         ...
 
     def record_hubs(self, found: Mapping[int, tuple[str, str]], now: datetime) -> int:
@@ -431,10 +485,22 @@ class Store(Protocol):
         worker_id: str,
         now: datetime,
         lease_seconds: float = 600.0,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> bool:
         """Claim the sending of digest ``digest_id`` of schedule ``name``: True only
         for the first claimer, or for a later one once a claim never marked sent is
-        ``lease_seconds`` old (its sender died)."""
+        ``lease_seconds`` old (its sender died). The first claim keeps the period
+        [``since``, ``until``) so the run can be sent again later."""
+        ...
+
+    def unsent_digest_runs(
+        self, claimed_before: datetime, ended_after: datetime
+    ) -> list[DigestRun]:
+        """Runs claimed at or before ``claimed_before`` and never marked sent, whose
+        period ended at or after ``ended_after``, oldest period first (runs with no
+        period kept are left out)."""
         ...
 
     def finish_digest_run(self, name: str, digest_id: str, now: datetime) -> None:

@@ -50,6 +50,8 @@ from worker.store.base import (
     AlertRow,
     ClaimedDelivery,
     DeliveryOutcome,
+    DigestRun,
+    Lease,
     PollIntent,
     PollRecord,
     StoryLink,
@@ -197,6 +199,21 @@ _ADD_FEED = (
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?) "
     "ON CONFLICT (url) DO UPDATE SET title = coalesce(excluded.title, feeds.title), "
     "interval = excluded.interval, tags = excluded.tags"
+)
+# Config feeds (SqlStore.add_config_feeds): one matched by the URL it was configured
+# under keeps its URL; otherwise the feed at that URL becomes the configured one.
+_UPDATE_CONFIG_FEED = (
+    "UPDATE feeds SET interval = ?, tags = ?, title = coalesce(?, feeds.title) "
+    "WHERE id = ?"
+)
+_ADD_CONFIG_FEED = (
+    "INSERT INTO feeds (url, title, interval, tags, status, etag, last_modified, "
+    "body_hash, last_checked_at, next_check_at, last_error, error_count, "
+    "lease_owner, lease_expires_at, created_at, config_url) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, ?) "
+    "ON CONFLICT (url) DO UPDATE SET interval = excluded.interval, "
+    "tags = excluded.tags, title = coalesce(excluded.title, feeds.title), "
+    "config_url = excluded.config_url"
 )
 # A poll that changed nothing but the feed's state; a NULL title keeps the known one.
 _UPDATE_STATE_BY_ID = (
@@ -487,6 +504,46 @@ class FastSQLiteStore:
 
         return self._run("add_feed", work)
 
+    def add_config_feeds(self, entries: Sequence[Feed]) -> int:
+        """Subscribe the config's feeds: matched by the URL they were configured
+        under, then by URL, else added; returns how many."""
+        if not entries:
+            return 0
+
+        def work(conn: sqlite3.Connection) -> int:
+            rows = conn.execute(
+                "SELECT config_url, id FROM feeds WHERE config_url IS NOT NULL "
+                "ORDER BY id DESC"
+            )
+            # Newest first, so the oldest feed of a configured URL wins.
+            configured: dict[str, int] = dict(rows.fetchall())
+            matched: list[tuple[Any, ...]] = []
+            added: dict[str, tuple[Any, ...]] = {}
+            created = _dt(utcnow())
+            for feed in entries:
+                tags = _json(list(feed.tags))
+                fid = configured.get(feed.url)
+                if fid is not None:
+                    matched.append((feed.interval, tags, feed.title, fid))
+                    continue
+                added.pop(feed.url, None)
+                added[feed.url] = (
+                    feed.url,
+                    feed.title,
+                    feed.interval,
+                    tags,
+                    *_state_params(feed),
+                    created,
+                    feed.url,
+                )
+            if matched:
+                conn.executemany(_UPDATE_CONFIG_FEED, matched)
+            if added:
+                conn.executemany(_ADD_CONFIG_FEED, list(added.values()))
+            return len(entries)
+
+        return self._run("add_config_feeds", work)
+
     def remove_feed(self, url: str) -> None:
         """Unsubscribe; its items stay (with ``feed_id`` NULL) for digests."""
 
@@ -557,9 +614,9 @@ class FastSQLiteStore:
                 return []
             marks = _marks(len(ids))
             conn.execute(
-                "UPDATE feeds SET lease_owner = ?, lease_expires_at = ? "  # noqa: S608
-                f"WHERE id IN ({marks})",
-                (worker_id, expires, *ids),
+                "UPDATE feeds SET lease_owner = ?, lease_expires_at = ?, "  # noqa: S608
+                f"lease_claimed_at = ? WHERE id IN ({marks})",
+                (worker_id, expires, at, *ids),
             )
             select = f"SELECT {_FEED_COLUMNS} FROM feeds WHERE id IN ({marks})"  # noqa: S608
             rows = conn.execute(select, ids)
@@ -630,14 +687,21 @@ class FastSQLiteStore:
         return self._run("recent_item_counts", work, write=False)
 
     def record_poll(self, intent: PollIntent) -> PollRecord:
-        """Write a poll's result in one transaction and release the feed's lease."""
-        return self._run("record_poll", lambda conn: _record_poll(conn, intent))
+        """Write a poll's result in one transaction and release the feed's lease;
+        with ``intent.lease``, the feed's state only if that claim still holds it."""
+
+        def work(conn: sqlite3.Connection) -> PollRecord:
+            [stale] = _stale_polls(conn, [intent])
+            return _record_poll(conn, intent, stale)
+
+        return self._run("record_poll", work)
 
     def record_polls(self, intents: Sequence[PollIntent]) -> list[PollRecord]:
         """``record_poll`` for many feeds in one transaction, records in order.
 
         Feeds whose poll changed nothing but their state are written with one
-        executemany UPDATE.
+        executemany UPDATE; those whose lease was lost keep their state (their
+        items are written).
         """
         if not intents:
             return []
@@ -645,7 +709,11 @@ class FastSQLiteStore:
         def work(conn: sqlite3.Connection) -> list[PollRecord]:
             records: list[PollRecord | None] = []
             state_only: list[tuple[Any, ...]] = []
-            for intent in intents:
+            stale = _stale_polls(conn, intents)
+            for intent, lost in zip(intents, stale, strict=True):
+                if lost is not None:
+                    records.append(_record_poll(conn, intent, lost))
+                    continue
                 if (
                     intent.items
                     or intent.decisions
@@ -923,13 +991,21 @@ class FastSQLiteStore:
         worker_id: str,
         now: datetime,
         lease_seconds: float = 600.0,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> bool:
         return self._sql().claim_digest_run(
-            name, digest_id, worker_id, now, lease_seconds
+            name, digest_id, worker_id, now, lease_seconds, since=since, until=until
         )
 
     def finish_digest_run(self, name: str, digest_id: str, now: datetime) -> None:
         self._sql().finish_digest_run(name, digest_id, now)
+
+    def unsent_digest_runs(
+        self, claimed_before: datetime, ended_after: datetime
+    ) -> list[DigestRun]:
+        return self._sql().unsent_digest_runs(claimed_before, ended_after)
 
 
 # -- statements run inside a transaction ----------------------------------------------
@@ -1019,6 +1095,51 @@ def _write_feed_state(conn: sqlite3.Connection, feed: Feed) -> int:
     return feed_id
 
 
+def _feed_id(conn: sqlite3.Connection, feed: Feed) -> int:
+    if feed.id is not None:
+        return feed.id
+    row = conn.execute("SELECT id FROM feeds WHERE url = ?", (feed.url,)).fetchone()
+    if row is None:
+        raise NotFoundError("feed", feed.url)
+    return int(row[0])
+
+
+def _lease_holders(
+    conn: sqlite3.Connection, ids: Sequence[int]
+) -> dict[int, tuple[str | None, datetime | None]]:
+    """Each feed's claim (owner, claimed at); missing ids are left out. The write
+    transaction's lock keeps any claim from moving before the writes."""
+    found: dict[int, tuple[str | None, datetime | None]] = {}
+    for chunk in _chunks(sorted(set(ids))):
+        rows = conn.execute(
+            "SELECT id, lease_owner, lease_claimed_at FROM feeds "  # noqa: S608
+            f"WHERE id IN ({_marks(len(chunk))})",
+            chunk,
+        )
+        for fid, owner, claimed_at in rows:
+            found[fid] = (owner, _read_dt(claimed_at))
+    return found
+
+
+def _lost_lease(
+    feed: Feed, holder: tuple[str | None, datetime | None], lease: Lease
+) -> bool:
+    """Whether ``lease`` no longer holds the feed (``SqlStore``'s check, and the
+    same warning)."""
+    owner, claimed_at = holder
+    if owner == lease.owner and claimed_at == lease.claimed_at:
+        return False
+    log.warning(
+        "poll of %s claimed by %s at %s outlived its lease (now %s): its feed state "
+        "is dropped, its items are kept",
+        feed.url,
+        lease.owner,
+        lease.claimed_at.isoformat(),
+        f"held by {owner}" if owner is not None else "released",
+    )
+    return True
+
+
 def _known(conn: sqlite3.Connection, feed_id: int, item_ids: Sequence[str]) -> set[str]:
     known: set[str] = set()
     for chunk in _chunks(list(dict.fromkeys(item_ids))):
@@ -1031,9 +1152,37 @@ def _known(conn: sqlite3.Connection, feed_id: int, item_ids: Sequence[str]) -> s
     return known
 
 
-def _record_poll(conn: sqlite3.Connection, intent: PollIntent) -> PollRecord:
-    """One poll's writes, in ``SqlStore._record_poll``'s order (same row ids)."""
-    feed_id = _write_feed_state(conn, intent.feed)
+def _stale_polls(
+    conn: sqlite3.Connection, intents: Sequence[PollIntent]
+) -> list[int | None]:
+    """Per intent, the feed id of a poll that outlived its lease (its state is
+    dropped, with a warning), else None (``SqlStore._stale_polls``)."""
+    out: list[int | None] = [None] * len(intents)
+    leased = [
+        (n, _feed_id(conn, i.feed))
+        for n, i in enumerate(intents)
+        if i.lease is not None
+    ]
+    if not leased:
+        return out
+    holders = _lease_holders(conn, [fid for _, fid in leased])
+    for n, fid in leased:
+        intent = intents[n]
+        holder = holders.get(fid)
+        if holder is None:
+            raise NotFoundError("feed", intent.feed.url)
+        assert intent.lease is not None
+        if _lost_lease(intent.feed, holder, intent.lease):
+            out[n] = fid
+    return out
+
+
+def _record_poll(
+    conn: sqlite3.Connection, intent: PollIntent, stale: int | None = None
+) -> PollRecord:
+    """One poll's writes, in ``SqlStore._record_poll``'s order (same row ids); a
+    ``stale`` one (the id of a feed whose lease it lost) leaves the feed alone."""
+    feed_id = stale if stale is not None else _write_feed_state(conn, intent.feed)
     now = utcnow()
     seen = _dt(now)
     new_items = 0
@@ -1074,7 +1223,10 @@ def _record_poll(conn: sqlite3.Connection, intent: PollIntent) -> PollRecord:
     _upsert_stories(conn, intent.story_links, row_ids)
     alert_ids = _insert_alerts(conn, intent.alerts, seen)
     return PollRecord(
-        new_items=new_items, new_alerts=len(alert_ids), alert_ids=alert_ids
+        new_items=new_items,
+        new_alerts=len(alert_ids),
+        alert_ids=alert_ids,
+        stale=stale is not None,
     )
 
 

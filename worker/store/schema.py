@@ -111,6 +111,12 @@ feeds = Table(
     Column("lease_owner", Text),
     Column("lease_expires_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
+    # Migration 0006: the ``now`` of the latest claim (with ``lease_owner``, which
+    # claim holds the feed; left as is when the lease is released, as the owner is
+    # then NULL), and the URL the config file lists the feed under (NULL for feeds
+    # added otherwise; ``url`` moves on a 301/308, this does not).
+    Column("lease_claimed_at", UTCDateTime),
+    Column("config_url", Text),
     UniqueConstraint("url"),
     Index(None, "next_check_at"),
 )
@@ -251,6 +257,7 @@ subscriptions = Table(
 
 # Migration 0005: one row per scheduled digest and period, so only the replica that
 # claims it first sends it; a claim never marked sent may be taken over after a lease.
+# Migration 0006: the period itself, so a run whose sender died can be sent again.
 digest_runs = Table(
     "digest_runs",
     metadata,
@@ -259,6 +266,8 @@ digest_runs = Table(
     Column("worker_id", Text, nullable=False),
     Column("claimed_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    Column("period_start", UTCDateTime),
+    Column("period_end", UTCDateTime),
     PrimaryKeyConstraint("schedule", "digest_id"),
 )
 

@@ -58,6 +58,8 @@ from worker.store.base import (
     AlertRow,
     ClaimedDelivery,
     DeliveryOutcome,
+    DigestRun,
+    Lease,
     PollIntent,
     PollRecord,
     StoryLink,
@@ -110,6 +112,27 @@ def _describe(error: SQLAlchemyError) -> str:
         cause = error.orig
     text = str(cause).strip().splitlines()
     return f"{type(cause).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+# The columns a Feed is read from; the lease and config_url stay in the database.
+_FEED_FIELDS = tuple(
+    feeds.c[name]
+    for name in (
+        "id",
+        "url",
+        "title",
+        "interval",
+        "tags",
+        "status",
+        "etag",
+        "last_modified",
+        "body_hash",
+        "last_checked_at",
+        "next_check_at",
+        "last_error",
+        "error_count",
+    )
+)
 
 
 def _feed_from_row(row: RowMapping) -> Feed:
@@ -172,6 +195,25 @@ def _lease_free(
     owner: ColumnElement[Any], expires: ColumnElement[Any], now: datetime
 ) -> ColumnElement[bool]:
     return or_(owner.is_(None), expires.is_(None), expires <= now)
+
+
+def _lost_lease(
+    feed: Feed, holder: tuple[str | None, datetime | None], lease: Lease
+) -> bool:
+    """Whether ``lease`` no longer holds the feed (another claim took it, or its
+    lease was released); says so, since that poll's state is then dropped."""
+    owner, claimed_at = holder
+    if owner == lease.owner and claimed_at == lease.claimed_at:
+        return False
+    log.warning(
+        "poll of %s claimed by %s at %s outlived its lease (now %s): its feed state "
+        "is dropped, its items are kept",
+        feed.url,
+        lease.owner,
+        lease.claimed_at.isoformat(),
+        f"held by {owner}" if owner is not None else "released",
+    )
+    return True
 
 
 _SEARCH_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
@@ -429,6 +471,79 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
 
         return self._run("add_feed", work)
 
+    def add_config_feeds(self, entries: Sequence[Feed]) -> int:
+        """Subscribe the config's feeds: matched by the URL they were configured
+        under, then by URL, else added; returns how many."""
+        if not entries:
+            return 0
+
+        def work(conn: Connection) -> int:
+            c = feeds.c
+            rows = conn.execute(
+                select(c.config_url, c.id)
+                .where(c.config_url.is_not(None))
+                .order_by(c.id.desc())
+            )
+            # Newest first, so the oldest feed of a configured URL wins.
+            configured: dict[str, int] = {r.config_url: r.id for r in rows}
+            matched: list[dict[str, Any]] = []
+            # One row per URL: a multi-row upsert may not touch a row twice.
+            added: dict[str, dict[str, Any]] = {}
+            now = utcnow()
+            for feed in entries:
+                fid = configured.get(feed.url)
+                if fid is not None:
+                    matched.append(
+                        {
+                            "_id": fid,
+                            "interval": feed.interval,
+                            "tags": list(feed.tags),
+                            "title": feed.title,
+                        }
+                    )
+                    continue
+                values = _feed_state(feed)
+                values.update(
+                    url=feed.url,
+                    title=feed.title,
+                    interval=feed.interval,
+                    tags=list(feed.tags),
+                    created_at=now,
+                    config_url=feed.url,
+                )
+                added.pop(feed.url, None)
+                added[feed.url] = values
+            if matched:
+                conn.execute(
+                    update(feeds)
+                    .where(c.id == bindparam("_id"))
+                    .values(
+                        interval=bindparam("interval"),
+                        tags=bindparam("tags", type_=c.tags.type),
+                        title=func.coalesce(
+                            bindparam("title", type_=c.title.type), c.title
+                        ),
+                    ),
+                    matched,
+                )
+            if added:
+                ins = self._insert(feeds)
+                # A feed already at that URL (added by hand, or before migration
+                # 0006) becomes the configured one.
+                stmt = ins.on_conflict_do_update(
+                    index_elements=[c.url],
+                    set_={
+                        "interval": ins.excluded.interval,
+                        "tags": ins.excluded.tags,
+                        "title": func.coalesce(ins.excluded.title, c.title),
+                        "config_url": ins.excluded.config_url,
+                    },
+                )
+                conn.execute(stmt, list(added.values()))
+            return len(entries)
+
+        return self._run("add_config_feeds", work)
+
     def remove_feed(self, url: str) -> None:
         """Unsubscribe; its items stay (with ``feed_id`` NULL) for digests."""
 
@@ -458,7 +573,7 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
         """Every feed, disabled ones included, ordered by id."""
 
         def work(conn: Connection) -> list[Feed]:
-            rows = conn.execute(select(feeds).order_by(feeds.c.id)).mappings()
+            rows = conn.execute(select(*_FEED_FIELDS).order_by(feeds.c.id)).mappings()
             return [_feed_from_row(row) for row in rows]
 
         return self._run("list_feeds", work, write=False)
@@ -510,9 +625,10 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
                 .values(
                     lease_owner=worker_id,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    lease_claimed_at=now,
                 )
             )
-            rows = conn.execute(select(feeds).where(c.id.in_(ids))).mappings()
+            rows = conn.execute(select(*_FEED_FIELDS).where(c.id.in_(ids))).mappings()
             by_id = {row["id"]: _feed_from_row(row) for row in rows}
             return [by_id[i] for i in ids]
 
@@ -521,7 +637,7 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
     def _one_feed(
         self, conn: Connection, where: ColumnElement[bool], key: object
     ) -> Feed:
-        row = conn.execute(select(feeds).where(where)).mappings().first()
+        row = conn.execute(select(*_FEED_FIELDS).where(where)).mappings().first()
         if row is None:
             raise NotFoundError("feed", key)
         return _feed_from_row(row)
@@ -537,6 +653,33 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
             raise NotFoundError("feed", feed.url)
         feed_id: int = row[0]
         return feed_id
+
+    def _feed_id(self, conn: Connection, feed: Feed) -> int:
+        if feed.id is not None:
+            return feed.id
+        found = conn.scalar(select(feeds.c.id).where(feeds.c.url == feed.url))
+        if found is None:
+            raise NotFoundError("feed", feed.url)
+        return int(found)
+
+    def _lease_holders(
+        self, conn: Connection, ids: Sequence[int]
+    ) -> dict[int, tuple[str | None, datetime | None]]:
+        """Each feed's claim (owner, claimed at), its row locked until commit so no
+        claim moves between this check and the writes; missing ids are left out."""
+        c = feeds.c
+        found: dict[int, tuple[str | None, datetime | None]] = {}
+        # In id order, so two recorders lock shared rows in one order.
+        for chunk in _chunks(sorted(set(ids))):
+            rows = conn.execute(
+                select(c.id, c.lease_owner, c.lease_claimed_at)
+                .where(c.id.in_(chunk))
+                .order_by(c.id)
+                .with_for_update()
+            )
+            for fid, owner, claimed_at in rows:
+                found[fid] = (owner, claimed_at)
+        return found
 
     # -- poll -----------------------------------------------------------------------
 
@@ -558,11 +701,47 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
         return self._run("known_item_ids", work, write=False)
 
     def record_poll(self, intent: PollIntent) -> PollRecord:
-        """Write a poll's result in one transaction and release the feed's lease."""
-        return self._run("record_poll", lambda conn: self._record_poll(conn, intent))
+        """Write a poll's result in one transaction and release the feed's lease;
+        with ``intent.lease``, the feed's state only if that claim still holds it."""
 
-    def _record_poll(self, conn: Connection, intent: PollIntent) -> PollRecord:
-        feed_id = self._write_feed_state(conn, intent.feed)
+        def work(conn: Connection) -> PollRecord:
+            [stale] = self._stale_polls(conn, [intent])
+            return self._record_poll(conn, intent, stale)
+
+        return self._run("record_poll", work)
+
+    def _stale_polls(
+        self, conn: Connection, intents: Sequence[PollIntent]
+    ) -> list[int | None]:
+        """Per intent, the feed id of a poll that outlived its lease (its state
+        is dropped, with a warning), else None (no lease given, or still held)."""
+        out: list[int | None] = [None] * len(intents)
+        leased = [
+            (n, self._feed_id(conn, i.feed))
+            for n, i in enumerate(intents)
+            if i.lease is not None
+        ]
+        if not leased:
+            return out
+        holders = self._lease_holders(conn, [fid for _, fid in leased])
+        for n, fid in leased:
+            intent = intents[n]
+            holder = holders.get(fid)
+            if holder is None:
+                raise NotFoundError("feed", intent.feed.url)
+            assert intent.lease is not None
+            if _lost_lease(intent.feed, holder, intent.lease):
+                out[n] = fid
+        return out
+
+    def _record_poll(
+        self, conn: Connection, intent: PollIntent, stale: int | None = None
+    ) -> PollRecord:
+        """Write one poll; a ``stale`` one (the id of a feed whose lease it lost)
+        leaves the feed row alone."""
+        feed_id = (
+            stale if stale is not None else self._write_feed_state(conn, intent.feed)
+        )
         now = utcnow()
         row_ids: dict[tuple[int, str], int] = {}
 
@@ -598,7 +777,10 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
         self._upsert_stories(conn, intent.story_links, row_ids)
         alert_ids = self._insert_alerts(conn, intent.alerts, now)
         return PollRecord(
-            new_items=new_items, new_alerts=len(alert_ids), alert_ids=alert_ids
+            new_items=new_items,
+            new_alerts=len(alert_ids),
+            alert_ids=alert_ids,
+            stale=stale is not None,
         )
 
     def _resolve_item_rows(
@@ -1239,7 +1421,8 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
         """``record_poll`` for many feeds in one transaction, records in order.
 
         Feeds whose poll changed nothing but their state are written with one
-        executemany UPDATE.
+        executemany UPDATE; those whose lease was lost keep their state (their
+        items are written).
         """
         if not intents:
             return []
@@ -1247,7 +1430,11 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
         def work(conn: Connection) -> list[PollRecord]:
             records: list[PollRecord | None] = []
             state_only: list[dict[str, Any]] = []
-            for intent in intents:
+            stale = self._stale_polls(conn, intents)
+            for intent, lost in zip(intents, stale, strict=True):
+                if lost is not None:
+                    records.append(self._record_poll(conn, intent, lost))
+                    continue
                 if (
                     intent.items
                     or intent.decisions
@@ -1342,6 +1529,7 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
                 .values(
                     lease_owner=worker_id,
                     lease_expires_at=now + timedelta(seconds=lease_seconds),
+                    lease_claimed_at=now,
                 )
             )
             if result.rowcount == 0:
@@ -1575,8 +1763,12 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
         worker_id: str,
         now: datetime,
         lease_seconds: float = 600.0,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> bool:
-        """Insert the run if absent (True); else take over a stale unsent claim."""
+        """Insert the run, with its period, if absent (True); else take over a
+        stale unsent claim."""
         r = digest_runs.c
 
         def work(conn: Connection) -> bool:
@@ -1588,6 +1780,8 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
                     digest_id=digest_id,
                     worker_id=worker_id,
                     claimed_at=now,
+                    period_start=since,
+                    period_end=until,
                 )
                 .on_conflict_do_nothing(index_elements=[r.schedule, r.digest_id])
                 .returning(r.schedule)
@@ -1624,6 +1818,37 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
                 raise NotFoundError("digest run", f"{name}/{digest_id}")
 
         self._run("finish_digest_run", work)
+
+    def unsent_digest_runs(
+        self, claimed_before: datetime, ended_after: datetime
+    ) -> list[DigestRun]:
+        """Unsent runs claimed by ``claimed_before`` whose period ended at or after
+        ``ended_after``, oldest period first."""
+        r = digest_runs.c
+
+        def work(conn: Connection) -> list[DigestRun]:
+            rows = conn.execute(
+                select(digest_runs)
+                .where(
+                    r.sent_at.is_(None),
+                    r.claimed_at <= claimed_before,
+                    r.period_end >= ended_after,
+                )
+                .order_by(r.period_end, r.schedule, r.digest_id)
+            ).mappings()
+            return [
+                DigestRun(
+                    schedule=row["schedule"],
+                    digest_id=row["digest_id"],
+                    worker_id=row["worker_id"],
+                    claimed_at=row["claimed_at"],
+                    since=row["period_start"],
+                    until=row["period_end"],
+                )
+                for row in rows
+            ]
+
+        return self._run("unsent_digest_runs", work, write=False)
 
 
 SqlStore.register(FastSQLiteStore)
