@@ -154,4 +154,10 @@ async def test_a_config_feed_that_moved_is_not_added_again_at_start(
             again = await poll_once(fw, all_feeds=True)
             assert (again.feeds, again.not_modified, again.new_items) == (1, 1, 0)
             assert fw.store.count_items() == 1
+            # Its config entry (found by the old URL) still sets its interval.
+            [polled] = fw.store.list_feeds()
+            assert polled.last_checked_at is not None
+            assert polled.next_check_at is not None
+            wait = (polled.next_check_at - polled.last_checked_at).total_seconds()
+            assert 0.8 * 3600 <= wait <= 1.2 * 3600
     assert len(feed_server.requests_for("/old.xml")) == 1

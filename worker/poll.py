@@ -321,6 +321,7 @@ class _Pass:
         self._stories: StoryIndex | None = None
         self._seen: dict[str, set[str]] = {}
         self._own = {f.url: f for f in fw.settings.feeds}
+        self._moved: dict[int, str] | None = None
         self.pushed: frozenset[int] = frozenset()
         """Feeds a live WebSub hub pushes (``websub.push_fed``)."""
         self.handoff: list[PollIntent] | None = None
@@ -330,12 +331,23 @@ class _Pass:
 
     def schedule(self, feed: Feed) -> Schedule:
         """The feed's schedule (config overrides by URL)."""
-        schedule = Schedule.for_feed(feed, self.fw.settings, self._own.get(feed.url))
+        schedule = Schedule.for_feed(feed, self.fw.settings, self._own_settings(feed))
         if feed.id in self.pushed:
             # The hub brings new items; polling stays on as the safety net.
             longest = max(schedule.fixed or 0.0, schedule.max_interval)
             schedule = replace(schedule, fixed=longest)
         return schedule
+
+    def _own_settings(self, feed: Feed) -> FeedSettings | None:
+        """The config's entry for the feed: by its URL, or by the URL the config
+        lists it under if it moved (301/308) since."""
+        own = self._own.get(feed.url)
+        if own is None and self._own and feed.id is not None:
+            if self._moved is None:
+                self._moved = self.fw.store.moved_config_feeds()
+            moved = self._moved.get(feed.id)
+            own = self._own.get(moved) if moved is not None else None
+        return own
 
     def stories(self) -> StoryIndex:
         """The story index, loaded once per pass, only if something alerts."""

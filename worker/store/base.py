@@ -268,6 +268,11 @@ class Store(Protocol):
         """The stored feed with this id. NotFoundError if unknown."""
         ...
 
+    def moved_config_feeds(self) -> dict[int, str]:
+        """Config feeds that moved: feed id -> the URL the config lists them under
+        (their per-feed settings are found by it)."""
+        ...
+
     def update_feed_state(self, feed: Feed) -> None:
         """Write a feed's poll state alone (validators, next check, error) and
         release its lease."""

@@ -565,6 +565,19 @@ class FastSQLiteStore:
             "feed_by_id", lambda conn: _one_feed(conn, "id = ?", feed_id), write=False
         )
 
+    def moved_config_feeds(self) -> dict[int, str]:
+        """Config feeds that moved: feed id -> the URL the config lists them under."""
+        return self._run(
+            "moved_config_feeds",
+            lambda conn: dict(
+                conn.execute(
+                    "SELECT id, config_url FROM feeds "
+                    "WHERE config_url IS NOT NULL AND config_url != url"
+                ).fetchall()
+            ),
+            write=False,
+        )
+
     def list_feeds(self) -> list[Feed]:
         """Every feed, disabled ones included, ordered by id."""
 

@@ -569,6 +569,20 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
             write=False,
         )
 
+    def moved_config_feeds(self) -> dict[int, str]:
+        """Config feeds that moved: feed id -> the URL the config lists them under."""
+
+        def work(conn: Connection) -> dict[int, str]:
+            c = feeds.c
+            rows = conn.execute(
+                select(c.id, c.config_url).where(
+                    c.config_url.is_not(None), c.config_url != c.url
+                )
+            )
+            return {r.id: r.config_url for r in rows}
+
+        return self._run("moved_config_feeds", work, write=False)
+
     def list_feeds(self) -> list[Feed]:
         """Every feed, disabled ones included, ordered by id."""
 
