@@ -167,7 +167,10 @@ class PollSettings(_Section):
 
 class FetchSettings(_Section):
     allow_private_addresses: bool = False
-    """Allow feeds on loopback, private or link-local addresses (off: SSRF guard)."""
+    """Allow feeds on loopback, private or link-local addresses (off: SSRF guard).
+    Through a proxy the guard is best effort: the feed's host is resolved here and
+    refused if private, but the proxy resolves it again (a name that does not
+    resolve here is left to the proxy); the proxy's own address may be private."""
     timeout: Duration = 20.0
     """Total seconds per request."""
     connect_timeout: Duration = 10.0
@@ -185,6 +188,115 @@ class FetchSettings(_Section):
     high concurrency) or httpx's own; falls back to httpx if aiohttp is missing."""
     honor_cache_headers: bool = True
     """Treat RSS ttl, Cache-Control max-age and Expires as the earliest next check."""
+    proxy: SecretStr | None = None
+    """Forward proxy for http and https feeds (https through CONNECT):
+    ``http://[user:password@]host:port`` or ``https://...``; http:// if no scheme
+    is given. Also ``proxy_env: VAR`` or ``proxy_file: PATH``. Unset: the
+    environment's, if ``trust_env``. Shown and logged without its credentials."""
+    no_proxy: tuple[str, ...] = ()
+    """Hosts fetched directly, not through the proxy: a name matches itself and
+    its subdomains (``example.org``, ``.example.org``), an IP address or network
+    (``10.0.0.0/8``) URLs written with such an address, ``*`` every host. A list
+    or a comma-separated string. Loopback hosts are never fetched through a proxy."""
+    trust_env: bool = True
+    """Honour ``HTTPS_PROXY``, ``HTTP_PROXY`` and ``ALL_PROXY`` (when ``proxy`` is
+    unset) and ``NO_PROXY`` (added to ``no_proxy``), lower case first, as curl does."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _proxy_secret_refs(cls, data: Any) -> Any:
+        return _resolve_secret_refs(data, ("proxy",))
+
+    @field_validator("proxy", mode="before")
+    @classmethod
+    def _blank_proxy(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("no_proxy", mode="before")
+    @classmethod
+    def _no_proxy_entries(cls, v: object) -> object:
+        if isinstance(v, str):
+            return cls.split_no_proxy(v)
+        if isinstance(v, list | tuple) and all(isinstance(e, str) for e in v):
+            return cls.split_no_proxy(",".join(v))
+        return v
+
+    @model_validator(mode="after")
+    def _proxy_url(self) -> FetchSettings:
+        # Checked here, not by a field validator: the error of a field shows the
+        # value given, password and all.
+        if self.proxy is not None:
+            try:
+                self.split_proxy_url(self.proxy.get_secret_value())
+            except ValueError as e:
+                raise ValueError(f"proxy: {e}") from None
+        return self
+
+    @staticmethod
+    def split_proxy_url(url: str) -> tuple[str, str | None, str | None]:
+        """(URL without credentials, user name, password) of a proxy URL, http:// if
+        it has no scheme; ValueError naming the fault without the credentials."""
+        import urllib.parse
+
+        text = url.strip()
+        if "://" not in text:
+            text = f"http://{text}"
+        scheme, _, rest = text.partition("://")
+        scheme = scheme.lower()
+        # The credentials end at the last "@": a password with a "/", "?", "#" or
+        # "@" left unencoded still works, and no part of it reaches a message.
+        userinfo, at, location = rest.rpartition("@")
+        hostport = re.split(r"[/?#]", location, maxsplit=1)[0]
+        shown = f"{scheme}://{'***@' if at else ''}{hostport}"
+        example = "such as http://proxy.example:3128"
+        if scheme not in ("http", "https"):
+            why = " (SOCKS is not supported)" if scheme.startswith("socks") else ""
+            raise ValueError(
+                f"expected an http:// or https:// proxy URL, got {shown}{why}"
+            )
+        try:
+            parts = urllib.parse.urlsplit(f"{scheme}://{location}")
+            port = parts.port
+        except ValueError as e:
+            raise ValueError(
+                f"expected a proxy URL {example}, got {shown}: {e}"
+            ) from None
+        if not parts.hostname:
+            raise ValueError(f"expected a proxy URL {example}, got {shown}: no host")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"expected a proxy URL without a path, got {shown}")
+        user = password = None
+        if at:
+            name, _, secret = userinfo.partition(":")
+            user, password = urllib.parse.unquote(name), urllib.parse.unquote(secret)
+            if ":" in user:
+                raise ValueError("the proxy's user name cannot contain ':'")
+        if port is None:
+            hostport = f"{hostport.rstrip(':')}:{443 if scheme == 'https' else 80}"
+        return f"{scheme}://{hostport}", user, password
+
+    @staticmethod
+    def split_no_proxy(value: str) -> tuple[str, ...]:
+        """The entries of a NO_PROXY-style list (commas or spaces), lower case;
+        ValueError for one that is no host name, address or network."""
+        import ipaddress
+
+        entries: list[str] = []
+        for raw in re.split(r"[,\s]+", value):
+            entry = raw.strip().lower()
+            if not entry:
+                continue
+            if "://" in entry or "@" in entry:
+                raise ValueError(
+                    f"expected a host name, IP address or network, got {raw!r}"
+                )
+            if "/" in entry:
+                try:
+                    ipaddress.ip_network(entry, strict=False)
+                except ValueError as e:
+                    raise ValueError(f"not an IP network: {raw!r} ({e})") from None
+            entries.append(entry)
+        return tuple(entries)
 
 
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import ipaddress
 import logging
+import os
 import re
 import socket
 import ssl
@@ -37,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from worker.config import FetchSettings
-from worker.errors import FeedwatchError, FetchError
+from worker.errors import ConfigError, FeedwatchError, FetchError
 
 if TYPE_CHECKING:
     import aiohttp
@@ -50,6 +51,8 @@ __all__ = [
     "Fetcher",
     "IPAddress",
     "NotModified",
+    "Proxy",
+    "ProxyRoutes",
     "Resolve",
     "address_kind",
     "allowed_addresses",
@@ -60,6 +63,7 @@ __all__ = [
     "is_public_address",
     "parse_retry_after",
     "preload_transport",
+    "proxy_routes",
     "system_resolve",
 ]
 
@@ -257,12 +261,15 @@ async def check_url_address(
     *,
     allowed: Callable[[IPAddress], bool] = is_public_address,
     resolve: Resolve = system_resolve,
+    unresolved_ok: bool = False,
 ) -> None:
     """Refuse (FetchError stage "address") a URL whose host resolves to any address
     ``allowed`` rejects; by default anything but public unicast (SSRF guard).
 
     A second lookup at connect time may answer differently (DNS rebinding): the
     transports of :func:`guarded_transport` filter what they connect to as well.
+    ``unresolved_ok``: a name that does not resolve here passes (a proxy resolves
+    it; networks that reach the internet through one often have no public DNS).
     """
     try:
         parts = urllib.parse.urlsplit(url)
@@ -275,6 +282,8 @@ async def check_url_address(
     try:
         addresses = await resolve(host, port)
     except (OSError, UnicodeError) as e:
+        if unresolved_ok:
+            return
         raise FetchError(url, "connect", f"cannot resolve host {host!r}: {e}") from e
     for text in addresses:
         ip = _parse_ip(text)
@@ -332,14 +341,166 @@ async def allowed_addresses(
     return kept
 
 
+@dataclass(frozen=True, slots=True)
+class Proxy:
+    """A forward proxy: where it is, safe to show, and its credentials, never shown."""
+
+    url: str
+    """``scheme://host:port``, without credentials."""
+    source: str
+    """Where it was set: ``fetch.proxy`` or the environment variable's name."""
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        """(host, port) a transport connects to (host in lower case, no brackets)."""
+        parts = urllib.parse.urlsplit(self.url)
+        return (parts.hostname or "", parts.port or 80)
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class ProxyRoutes:
+    """Which proxy a URL goes through: the one for its scheme, unless its host is
+    loopback (a proxy cannot reach this machine's) or matches ``no_proxy``."""
+
+    http: Proxy | None
+    https: Proxy | None
+    no_proxy: tuple[str, ...] = ()
+    """Entries as ``fetch.no_proxy`` takes them (names, addresses, networks, ``*``)."""
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _networks: tuple[IPNetwork, ...] = field(init=False, repr=False, compare=False)
+    _everything: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names: list[str] = []
+        networks: list[IPNetwork] = []
+        for entry in self.no_proxy:
+            host = entry.lower()
+            if host.startswith("["):  # [v6] or [v6]:port
+                host = host[1:].partition("]")[0]
+            elif host.count(":") == 1:  # name:port or v4:port; any port matches
+                host = host.partition(":")[0]
+            try:
+                networks.append(ipaddress.ip_network(host, strict=False))
+                continue
+            except ValueError:
+                pass
+            name = host.lstrip("*").strip(".")
+            if name:
+                try:  # httpx gives hosts in Unicode; xn-- entries must match them
+                    name = name.encode("idna").decode("idna")
+                except UnicodeError:
+                    pass
+                names.append(name)
+        object.__setattr__(self, "_names", tuple(names))
+        object.__setattr__(self, "_networks", tuple(networks))
+        object.__setattr__(self, "_everything", "*" in self.no_proxy)
+
+    @property
+    def proxies(self) -> tuple[Proxy, ...]:
+        """The distinct proxies in use."""
+        return tuple(dict.fromkeys(p for p in (self.http, self.https) if p))
+
+    def endpoints(self) -> frozenset[tuple[str, int]]:
+        """The proxies' (host, port): the SSRF guard lets these be connected to."""
+        return frozenset(p.endpoint for p in self.proxies)
+
+    def select(self, url: httpx.URL) -> Proxy | None:
+        """The proxy ``url`` goes through, or None to connect directly."""
+        scheme = url.scheme
+        proxy = self.https if scheme == "https" else self.http
+        if proxy is None or scheme not in ("http", "https") or self._direct(url.host):
+            return None
+        return proxy
+
+    def _direct(self, host: str) -> bool:
+        if self._everything:
+            return True
+        try:
+            ip = _parse_ip(host)
+        except ValueError:
+            name = host.rstrip(".").lower()
+            if name == "localhost" or name.endswith(".localhost"):
+                return True
+            return any(name == n or name.endswith(f".{n}") for n in self._names)
+        return _unwrap(ip).is_loopback or any(ip in net for net in self._networks)
+
+
+def proxy_routes(
+    settings: FetchSettings, environ: Mapping[str, str] | None = None
+) -> ProxyRoutes | None:
+    """The proxies the settings give, None if every request goes directly.
+
+    ``fetch.proxy`` serves both schemes; unset and with ``fetch.trust_env``, the
+    environment's do as curl's would: ``http_proxy`` / ``https_proxy``, else
+    ``all_proxy`` (lower case first, then upper). Hosts in ``fetch.no_proxy`` and,
+    with ``trust_env``, ``no_proxy`` go directly. ConfigError naming the variable
+    if one cannot be used (a SOCKS proxy, say).
+    """
+    env = os.environ if environ is None else environ
+    http: Proxy | None = None
+    https: Proxy | None = None
+    if settings.proxy is not None:
+        http = https = _proxy(settings.proxy.get_secret_value(), "fetch.proxy")
+    elif settings.trust_env:
+        fallback = _env_value(env, "all_proxy")
+        for_http = _env_value(env, "http_proxy") or fallback
+        for_https = _env_value(env, "https_proxy") or fallback
+        http = _proxy(for_http[1], for_http[0]) if for_http else None
+        https = _proxy(for_https[1], for_https[0]) if for_https else None
+    if http is None and https is None:
+        return None
+    no_proxy = settings.no_proxy
+    listed = _env_value(env, "no_proxy") if settings.trust_env else None
+    if listed is not None:
+        try:
+            no_proxy += FetchSettings.split_no_proxy(listed[1])
+        except ValueError as e:
+            raise ConfigError(
+                "environment", listed[0], f"{e}; {_ENV_PROXY_HINT}"
+            ) from e
+    return ProxyRoutes(http, https, no_proxy)
+
+
+_ENV_PROXY_HINT = "fix the variable, or set fetch.trust_env: false to ignore it"
+
+
+def _env_value(env: Mapping[str, str], name: str) -> tuple[str, str] | None:
+    """(variable, value) of a proxy variable, lower case before upper (an empty
+    lower-case one unsets it); None if unset."""
+    for var in (name, name.upper()):
+        if var in env:
+            value = env[var].strip()
+            return (var, value) if value else None
+    return None
+
+
+def _proxy(url: str, source: str) -> Proxy:
+    try:
+        bare, username, password = FetchSettings.split_proxy_url(url)
+    except ValueError as e:
+        if source == "fetch.proxy":
+            raise ConfigError(None, "fetch.proxy", str(e)) from e
+        raise ConfigError("environment", source, f"{e}; {_ENV_PROXY_HINT}") from e
+    return Proxy(bare, source, username, password)
+
+
 def _allow_all(ip: IPAddress) -> bool:
     return True
 
 
 def _guarded_resolver(
-    allowed: Callable[[IPAddress], bool], resolve: Resolve
+    allowed: Callable[[IPAddress], bool],
+    resolve: Resolve,
+    exempt: frozenset[tuple[str, int]] = frozenset(),
 ) -> aiohttp.abc.AbstractResolver:
-    """An aiohttp resolver returning only the addresses ``allowed`` accepts."""
+    """An aiohttp resolver returning only the addresses ``allowed`` accepts, but
+    every address of an ``exempt`` (host, port): the proxies, which the operator
+    chose and which may well be on a private network."""
     from aiohttp.abc import AbstractResolver, ResolveResult
 
     class GuardedResolver(AbstractResolver):
@@ -348,9 +509,12 @@ def _guarded_resolver(
         ) -> list[ResolveResult]:
             # AddressRefused is no OSError, so aiohttp lets it through unchanged;
             # an OSError becomes a connect error as usual.
-            addresses = await allowed_addresses(
-                host, port, allowed=allowed, resolve=resolve
-            )
+            if (host.lower(), port) in exempt:
+                addresses = list(await resolve(host, port))
+            else:
+                addresses = await allowed_addresses(
+                    host, port, allowed=allowed, resolve=resolve
+                )
             found: list[ResolveResult] = []
             for address in addresses:
                 fam = socket.AF_INET6 if ":" in address else socket.AF_INET
@@ -469,6 +633,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     errors are raised as httpx's (ConnectError, ConnectTimeout, ReadTimeout,
     RemoteProtocolError, ReadError, ...); AddressRefused from the guard as is.
 
+    ``proxies`` routes requests through forward proxies (plain http in absolute
+    form, https through a CONNECT tunnel), with their credentials as
+    Proxy-Authorization; a proxy that cannot be reached or refuses the tunnel
+    raises httpx.ProxyError, "407 Proxy Authentication Required" style for a
+    refusal as httpcore words it. The guard lets the proxies' addresses through.
+
     ``allowed`` and ``resolve`` as for :func:`guarded_transport`; ``verify=False``
     skips certificate checks. aiohttp is imported here (ImportError if missing;
     see ``_import_aiohttp``);
@@ -484,6 +654,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         allowed: Callable[[IPAddress], bool] | None = None,
         resolve: Resolve | None = None,
         verify: ssl.SSLContext | bool = True,
+        proxies: ProxyRoutes | None = None,
     ) -> None:
         _import_aiohttp()  # ImportError here, not on the first request
 
@@ -491,6 +662,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._keepalive_expiry = keepalive_expiry
         self._allowed = allowed
         self._resolve = resolve
+        self._proxies = proxies
+        self._via: dict[Proxy, tuple[Any, str | None]] = {}
         self._ssl: ssl.SSLContext | bool | None = None if verify is True else verify
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
@@ -501,7 +674,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         resolver = None
         if self._allowed is not None or self._resolve is not None:
             resolver = _guarded_resolver(
-                self._allowed or _allow_all, self._resolve or system_resolve
+                self._allowed or _allow_all,
+                self._resolve or system_resolve,
+                self._proxies.endpoints() if self._proxies else frozenset(),
             )
         connector = aiohttp.TCPConnector(
             limit=self._max_connections,
@@ -525,6 +700,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             # Loading the CA bundle takes tens of milliseconds: only when needed.
             self._ssl = httpx.create_ssl_context(trust_env=False)
         return self._ssl
+
+    def _proxy_args(self, proxy: Proxy) -> tuple[Any, str | None]:
+        """The proxy's URL for aiohttp and its Proxy-Authorization value, if any."""
+        found = self._via.get(proxy)
+        if found is None:
+            from yarl import URL
+
+            auth = None
+            if proxy.username is not None:
+                userpass = f"{proxy.username}:{proxy.password or ''}".encode()
+                auth = f"Basic {base64.b64encode(userpass).decode('ascii')}"
+            found = self._via[proxy] = (URL(proxy.url), auth)
+        return found
 
     def _timeout(self, request: httpx.Request) -> aiohttp.ClientTimeout:
         import aiohttp
@@ -561,26 +749,38 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 data = request.content
         except httpx.RequestNotRead:
             data = request.stream
+        sent = CIMultiDict(
+            [
+                (k.decode(encoding), v.decode(encoding))
+                for k, v in headers.raw
+                # aiohttp frames the body itself.
+                if data is None or k.lower() != b"transfer-encoding"
+            ]
+        )
+        proxy = self._proxies.select(url) if self._proxies is not None else None
+        via: dict[str, Any] = {}
+        if proxy is not None:
+            via["proxy"], auth = self._proxy_args(proxy)
+            # (aiohttp's proxy_auth is deprecated.) The credentials go on the
+            # request itself in absolute form, on the CONNECT for a tunnel.
+            if auth is not None and url.scheme == "https":
+                via["proxy_headers"] = {"Proxy-Authorization": auth}
+            elif auth is not None:
+                sent["Proxy-Authorization"] = auth
         try:
             response = await session.request(
                 request.method,
                 target,
-                headers=CIMultiDict(
-                    [
-                        (k.decode(encoding), v.decode(encoding))
-                        for k, v in headers.raw
-                        # aiohttp frames the body itself.
-                        if data is None or k.lower() != b"transfer-encoding"
-                    ]
-                ),
+                headers=sent,
                 data=data,
                 allow_redirects=False,
                 timeout=self._timeout(request),
                 ssl=self._ssl_for(url),
                 server_hostname=request.extensions.get("sni_hostname"),
+                **via,
             )
         except (aiohttp.ClientError, OSError, TimeoutError) as e:
-            raise _httpx_error(e) from e
+            raise _httpx_error(e, proxy) from e
         try:
             extensions: dict[str, Any] = {
                 "http_version": _HTTP_VERSIONS.get(response.version, b"HTTP/1.1")
@@ -626,21 +826,30 @@ class _AiohttpStream(httpx.AsyncByteStream):
         self._response.release()
 
 
-def _httpx_error(e: BaseException) -> httpx.TransportError:
-    """The httpx exception for an aiohttp (or socket) error, same message."""
+def _httpx_error(e: BaseException, proxy: Proxy | None = None) -> httpx.TransportError:
+    """The httpx exception for an aiohttp (or socket) error, same message;
+    httpx.ProxyError if ``proxy`` could not be reached or refused the tunnel."""
     import aiohttp
 
     message = str(e) or type(e).__name__
     kind: type[httpx.TransportError]
+    if isinstance(e, aiohttp.ClientConnectorError) and not isinstance(e.ssl, bool):
+        # aiohttp names our TLS context by its repr; it is the default one.
+        message = message.replace(f"ssl:{e.ssl}", "ssl:default")
+    if proxy is not None:
+        if isinstance(e, aiohttp.ClientHttpProxyError):
+            return httpx.ProxyError(f"{e.status} {e.message}".rstrip())
+        if (
+            isinstance(e, aiohttp.ClientConnectorError)
+            and (e.host.lower(), e.port) == proxy.endpoint
+        ):
+            return httpx.ProxyError(message)
     if isinstance(e, aiohttp.ConnectionTimeoutError):
         kind = httpx.ConnectTimeout
     elif isinstance(e, TimeoutError):
         kind = httpx.ReadTimeout
     elif isinstance(e, aiohttp.ClientConnectorError):
         kind = httpx.ConnectError
-        if not isinstance(e.ssl, bool):
-            # aiohttp names our TLS context by its repr; it is the default one.
-            message = message.replace(f"ssl:{e.ssl}", "ssl:default")
     elif isinstance(e, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
         kind = httpx.RemoteProtocolError
     elif isinstance(e, aiohttp.InvalidURL | aiohttp.NonHttpUrlClientError):
@@ -658,6 +867,8 @@ def guarded_transport(
     max_connections: int = 100,
     allowed: Callable[[IPAddress], bool] | None = is_public_address,
     resolve: Resolve | None = None,
+    proxies: ProxyRoutes | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncBaseTransport:
     """An httpx transport (``kind`` "aiohttp" or "httpx") whose connections go only
     to addresses ``allowed`` accepts, judged on the very lookup the connection
@@ -665,11 +876,19 @@ def guarded_transport(
 
     ``allowed=None`` filters nothing (``fetch.allow_private_addresses``); ``resolve``
     replaces getaddrinfo (tests). Refusals raise AddressRefused from the request.
+    ``proxies``: requests they select go through a proxy, which may be at any
+    address (only the proxy is connected to; it connects to the feed); a proxy
+    that cannot be reached or refuses raises httpx.ProxyError. ``verify``: the
+    TLS context for https origins (tests), or False for no checks.
     """
     if kind == "aiohttp":
         try:
             return AiohttpTransport(
-                max_connections=max_connections, allowed=allowed, resolve=resolve
+                max_connections=max_connections,
+                allowed=allowed,
+                resolve=resolve,
+                verify=verify,
+                proxies=proxies,
             )
         except ImportError:
             log.warning("aiohttp is not installed; using httpx's own transport")
@@ -678,7 +897,7 @@ def guarded_transport(
     )
     from worker.httpcore_guard import httpx_transport
 
-    return httpx_transport(limits, allowed, resolve)
+    return httpx_transport(limits, allowed, resolve, proxies=proxies, verify=verify)
 
 
 class _Decoder:
@@ -771,6 +990,10 @@ class Fetcher:
     when ``settings.allow_private_addresses`` is false), which both checks each URL
     and filters the addresses the transport connects to; ``resolve`` replaces
     getaddrinfo for both (tests).
+
+    Requests go through the proxy of :func:`proxy_routes` (read from the settings
+    and the environment here: ConfigError if unusable). Then the guard checks
+    each hop's host as resolved here, and lets the proxy's own address through.
     """
 
     def __init__(
@@ -789,6 +1012,7 @@ class Fetcher:
         self._max_connections = max_connections
         self._allowed_address = allowed_address
         self._resolve = resolve
+        self._proxies = proxy_routes(settings)
         self._http: httpx.AsyncBaseTransport | None = None
         self._header_items = (
             ("User-Agent", self.user_agent),
@@ -817,10 +1041,19 @@ class Fetcher:
             max_connections=self._max_connections,
             allowed=self._allowed_address if guard else None,
             resolve=self._resolve,
+            proxies=self._proxies,
         )
 
     async def __aenter__(self) -> Fetcher:
         self._http = self._transport()
+        if self._proxies is not None:
+            routes = self._proxies
+            log.debug(
+                "fetching through proxies http=%s https=%s; directly: loopback, %s",
+                routes.http and f"{routes.http.url} ({routes.http.source})",
+                routes.https and f"{routes.https.url} ({routes.https.source})",
+                ", ".join(routes.no_proxy) or "nothing else",
+            )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -946,11 +1179,13 @@ class Fetcher:
         permanent: str | None = None
         only_permanent = True
         for _hop in range(self.settings.max_redirects + 1):
+            proxy = self._proxy_for(current)
             if not self.settings.allow_private_addresses:
                 await check_url_address(
                     current,
                     allowed=self._allowed_address,
                     resolve=self._resolve or system_resolve,
+                    unresolved_ok=proxy is not None,
                 )
             try:
                 request = self._request(current, validators)
@@ -960,7 +1195,7 @@ class Fetcher:
             except httpx.InvalidURL as e:
                 raise FetchError(current, "url", f"not a valid URL: {e}") from e
             except httpx.HTTPError as e:
-                raise _translate(current, e, self.settings) from e
+                raise _translate(current, e, self.settings, proxy) from e
             try:
                 status = response.status_code
                 got = _header_map(response.headers)
@@ -994,9 +1229,11 @@ class Fetcher:
                         last_modified=got.get("last-modified") or last_modified,
                         headers=_kept_headers(got),
                     )
+                if status == 407 and proxy is not None:
+                    raise _proxy_refused(current, proxy, response.reason_phrase)
                 if status >= 300:
-                    raise _status_error(current, response, got)
-                body = await self._read_body(current, response, got)
+                    raise _status_error(current, response, got, proxy)
+                body = await self._read_body(current, response, got, proxy)
             finally:
                 await response.aclose()
             return Fetched(
@@ -1015,6 +1252,15 @@ class Fetcher:
             "redirect",
             f"more than {self.settings.max_redirects} redirects (last to {current})",
         )
+
+    def _proxy_for(self, url: str) -> Proxy | None:
+        """The proxy the transport sends ``url`` through (the same choice)."""
+        if self._proxies is None:
+            return None
+        try:
+            return self._proxies.select(httpx.URL(url))
+        except httpx.InvalidURL:
+            return None  # refused further on
 
     def _request(
         self, url: str, validators: Sequence[tuple[str, str]]
@@ -1049,7 +1295,11 @@ class Fetcher:
         return request
 
     async def _read_body(
-        self, url: str, response: httpx.Response, headers: Mapping[str, str]
+        self,
+        url: str,
+        response: httpx.Response,
+        headers: Mapping[str, str],
+        proxy: Proxy | None,
     ) -> bytes:
         cap = self.settings.max_body_bytes
         length = headers.get("content-length", "").strip()
@@ -1095,7 +1345,7 @@ class Fetcher:
         except zlib.error as e:
             raise FetchError(url, "decode", f"corrupt {encodings[0]} body: {e}") from e
         except httpx.HTTPError as e:
-            raise _translate(url, e, self.settings) from e
+            raise _translate(url, e, self.settings, proxy) from e
         if size > cap:
             raise FetchError(
                 url, "size", f"decompressed body exceeds the limit of {cap} bytes"
@@ -1153,7 +1403,10 @@ def _safe_header_value(value: str) -> bool:
 
 
 def _status_error(
-    url: str, response: httpx.Response, headers: Mapping[str, str]
+    url: str,
+    response: httpx.Response,
+    headers: Mapping[str, str],
+    proxy: Proxy | None = None,
 ) -> FetchError:
     status = response.status_code
     retry_after = parse_retry_after(headers.get("retry-after"))
@@ -1163,22 +1416,56 @@ def _status_error(
         msg = f"unexpected {msg}"
     if retry_after is not None:
         msg += f" (retry after {retry_after:g}s)"
+    if proxy is not None:
+        msg += f" (via the proxy {proxy.url})"
     return FetchError(url, "status", msg, status=status, retry_after=retry_after)
 
 
-def _translate(url: str, e: httpx.HTTPError, settings: FetchSettings) -> FetchError:
-    """An httpx error as a FetchError naming the stage."""
+_PROXY_STATUS = re.compile(r"(\d{3})(?: (.*))?")
+
+
+def _proxy_refused(
+    url: str, proxy: Proxy, reason: str, status: int = 407
+) -> FetchError:
+    """The proxy answered ``status`` instead of forwarding the request."""
+    msg = f"the proxy {proxy.url} answered HTTP {status} {reason}".rstrip()
+    if status == 407:
+        if proxy.username is None:
+            msg += f"; it wants a user name and password: give them in {proxy.source}"
+            msg += " (http://user:password@host:port)"
+        else:
+            msg += f"; check the user name and password given in {proxy.source}"
+    return FetchError(url, "status", msg, status=status)
+
+
+def _translate(
+    url: str, e: httpx.HTTPError, settings: FetchSettings, proxy: Proxy | None = None
+) -> FetchError:
+    """An httpx error as a FetchError naming the stage (and the proxy if used)."""
     detail = str(e) or type(e).__name__
+    via = ""
+    if proxy is not None:
+        if isinstance(e, httpx.ProxyError):
+            refused = _PROXY_STATUS.fullmatch(detail)
+            if refused:
+                status, reason = int(refused.group(1)), refused.group(2) or ""
+                return _proxy_refused(url, proxy, reason, status)
+            return FetchError(
+                url, "connect", f"cannot connect to the proxy {proxy.url}: {detail}"
+            )
+        via = f" (via the proxy {proxy.url})"
     if isinstance(e, httpx.ConnectTimeout):
         return FetchError(
-            url, "timeout", f"connect timed out after {settings.connect_timeout:g}s"
+            url,
+            "timeout",
+            f"connect timed out after {settings.connect_timeout:g}s{via}",
         )
     if isinstance(e, httpx.TimeoutException):
-        return FetchError(url, "timeout", f"timed out: {detail}")
+        return FetchError(url, "timeout", f"timed out: {detail}{via}")
     if isinstance(e, httpx.ConnectError | httpx.ProxyError):
-        return FetchError(url, "connect", f"cannot connect: {detail}")
+        return FetchError(url, "connect", f"cannot connect: {detail}{via}")
     if isinstance(e, httpx.ProtocolError):
-        return FetchError(url, "protocol", f"bad HTTP response: {detail}")
+        return FetchError(url, "protocol", f"bad HTTP response: {detail}{via}")
     if isinstance(e, httpx.UnsupportedProtocol):
         return FetchError(url, "url", detail)
-    return FetchError(url, "network", detail)
+    return FetchError(url, "network", f"{detail}{via}")
