@@ -31,6 +31,7 @@ from worker.fetch import (
     check_url_address,
     guarded_transport,
     is_public_address,
+    proxy_routes,
     system_resolve,
 )
 from worker.models import FeedStatus, utcnow
@@ -344,8 +345,15 @@ async def _ask_hub(
 ) -> None:
     hub = sub.hub
     if not settings.fetch.allow_private_addresses:
+        routes = proxy_routes(settings.fetch)
         try:
-            await check_url_address(hub, resolve=resolve or system_resolve)
+            await check_url_address(
+                hub,
+                resolve=resolve or system_resolve,
+                # A hub reached through a proxy may have no DNS entry here.
+                unresolved_ok=routes is not None
+                and routes.select(httpx.URL(hub)) is not None,
+            )
         except FeedError as e:
             raise HubError(hub, sub.topic, str(e).removeprefix(f"{hub}: ")) from e
     # The hub comes from an untrusted feed: read at most a snippet of its answer,
@@ -422,6 +430,7 @@ async def sync_subscriptions(
             if settings.fetch.allow_private_addresses
             else is_public_address,
             resolve=resolve,
+            proxies=proxy_routes(settings.fetch),
         ),
         headers={"User-Agent": build_user_agent(settings.fetch, __version__)},
         timeout=httpx.Timeout(
