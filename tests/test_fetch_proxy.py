@@ -876,3 +876,42 @@ def test_feeds_list_and_logs_show_the_proxy_without_its_password(
         for text in (res.stdout, res.stderr):
             assert wrong not in text
             assert urllib.parse.quote(wrong, safe="") not in text
+
+
+@pytest.mark.parametrize("command", [("poll", "--once", "--all"), ("run",)])
+def test_an_unusable_proxy_variable_stops_poll_and_run_at_start(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """The environment's proxy is checked once, before anything is polled: exit 2
+    naming the variable, without its password (the daemon would otherwise fail the
+    same way on every tick)."""
+    cfg = write_config(
+        tmp_path / "c.json",
+        {
+            "database": f"sqlite:///{tmp_path / 'db.sqlite'}",
+            "feeds": [{"url": "http://feeds.example/never"}],
+            "channels": [
+                {"name": "f", "type": "file", "path": str(tmp_path / "a.jsonl")}
+            ],
+        },
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FEEDWATCH_") and k not in PROXY_VARIABLES
+    }
+    env["ALL_PROXY"] = f"socks5://{USER}:{urllib.parse.quote(PASSWORD)}@h:1080"
+    res = subprocess.run(
+        [sys.executable, "-m", "worker", *command, "--config", str(cfg)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "ALL_PROXY" in res.stderr
+    assert "SOCKS is not supported" in res.stderr
+    assert PASSWORD not in res.stderr + res.stdout
+    assert not (tmp_path / "db.sqlite").exists()

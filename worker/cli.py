@@ -123,10 +123,12 @@ def _config_option(f: Any) -> Any:
 def run(ctx: click.Context, duration: float | None) -> None:
     """Run the daemon: poll due feeds, deliver alerts, until SIGTERM/SIGINT."""
     from worker.core import make_feedwatch
+    from worker.fetch import proxy_routes
     from worker.poll import start_pool
     from worker.scheduler import Daemon
 
     settings = _settings(ctx)
+    proxy_routes(settings.fetch)  # a bad proxy variable stops it here, not each tick
 
     async def main() -> None:
         fw = make_feedwatch(settings)
@@ -197,9 +199,11 @@ def poll(
 ) -> None:
     """Poll the due feeds once (``--all``: every feed), deliver, print a summary."""
     from worker.core import make_feedwatch
+    from worker.fetch import proxy_routes
     from worker.poll import poll_once, start_pool
 
     settings = _settings(ctx)
+    proxy_routes(settings.fetch)  # a bad proxy variable: ConfigError before forking
 
     async def main() -> dict[str, Any]:
         fw = make_feedwatch(settings)
