@@ -360,3 +360,260 @@ def test_metrics_kept_in_a_poll_process_replay_in_the_main_one() -> None:
     text = main.render().decode()
     assert 'feedwatch_matches_total{rule="summit"} 12000.0' in text
     assert 'feedwatch_alerts_total{rule="summit"} 1.0' in text
+
+
+# -- replacing dead poll processes (a fresh interpreter: the daemon has threads) ----
+
+_PROCS = r"""
+def children():
+    # (pid, state) of every process whose parent is this one, zombies included.
+    out = []
+    for d in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if d.isdigit() and int(fields[1]) == os.getpid():
+            out.append((int(d), fields[0]))
+    return sorted(out)
+
+def gone(pid):
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return not os.path.exists(f"/proc/{pid}")
+    return False
+
+class Count(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+    def emit(self, record):
+        self.seen.append(record.getMessage())
+    def count(self, text):
+        return sum(text in m for m in self.seen)
+"""
+
+_RESPAWN_SCRIPT = (
+    r"""
+import asyncio, json, logging, os, signal, sys, threading, time
+from worker.config import load_settings
+from worker.core import make_feedwatch
+from worker.models import Feed
+from worker.poll import poll_once, start_pool
+"""
+    + _PROCS
+    + r"""
+logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                    format="%(levelname)s %(name)s: %(message)s")
+settings = load_settings(sys.argv[1])
+later = json.loads(sys.argv[2])
+pool = start_pool(settings)
+first = pool._workers[0].pid
+out = {"first": first}
+
+async def main():
+    fw = make_feedwatch(settings)
+    fw.pool = pool
+    try:
+        out["pass1"] = (await poll_once(fw)).as_dict()
+        # A daemon has threads by the time a poll process dies.
+        await asyncio.to_thread(lambda: None)
+        out["threads"] = threading.active_count()
+        os.kill(first, signal.SIGKILL)
+        # Dead before the next pass, as between two ticks: waitable (its threads
+        # gone too), left for the pool to reap.
+        flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+        deadline = time.monotonic() + 10
+        while os.waitid(os.P_PID, first, flags) is None:
+            assert time.monotonic() < deadline, "SIGKILL took more than 10 s"
+            time.sleep(0.01)
+        out["before_pass2"] = children()
+        for url in later:
+            fw.store.add_feed(Feed(url=url))
+        out["pass2"] = (await poll_once(fw)).as_dict()
+        out["after_pass2"] = [w.pid for w in pool._workers if not w.dead]
+        out["first_gone"] = gone(first)
+    finally:
+        await fw.aclose()
+
+asyncio.run(main())
+new = out["after_pass2"][0]
+with open(f"/proc/{new}/cmdline", "rb") as f:
+    out["cmdline"] = f.read().split(b"\0")[1:3] == [b"-m", b"worker.pool"]
+# Stop signals reach it (a terminal's or a service manager's): it stays.
+os.kill(new, signal.SIGINT)
+os.kill(new, signal.SIGTERM)
+time.sleep(0.3)
+out["after_signals"] = children()
+started = time.monotonic()
+pool.close()
+out["close_seconds"] = time.monotonic() - started
+out["reaped"] = [gone(first), gone(new)]
+out["children"] = children()
+print(json.dumps(out))
+"""
+)
+
+
+def test_a_killed_poll_process_is_replaced_at_the_next_pass_and_does_work(
+    tmp_path: Path, feed_server: FeedServer, demo_expected: dict[str, Any]
+) -> None:
+    by_name = publish_demo_feeds(feed_server)
+    urls = sorted(by_name.values())
+    db = tmp_path / "fw.db"
+    cfg = _config(tmp_path / "fw.yaml", db, urls, 2)
+    _subscribe(cfg, urls[:2], tmp_path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+    res = subprocess.run(
+        [sys.executable, "-c", _RESPAWN_SCRIPT, str(cfg), json.dumps(urls[2:])],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["threads"] > 1
+    assert [out["first"], "Z"] in out["before_pass2"], out
+    assert out["pass1"]["polled"] == 2
+    assert out["pass2"]["polled"] == 3 and out["pass2"]["failed"] == 0
+    assert out["first_gone"], (out, res.stderr)
+    (new,) = out["after_pass2"]
+    assert new != out["first"] and out["cmdline"], "a fresh interpreter, not a fork"
+    assert f"poll process pid={new} replaces pid={out['first']}" in res.stderr
+    # The replacement polled feeds of the second pass itself.
+    done = re.findall(rf"poll process pid={new} feeds=(\d+) ", res.stderr)
+    assert done and sum(map(int, done)) >= 1, res.stderr
+    alive = [pid for pid, state in out["after_signals"] if state != "Z"]
+    assert alive == [new], "a poll process ignores SIGINT and SIGTERM"
+    assert out["close_seconds"] < 4, "it left on EOF, without being killed"
+    assert out["reaped"] == [True, True] and out["children"] == []
+
+    stored = _stored(db)
+    counts = dict.fromkeys(urls, 0)
+    for item in stored["items"]:
+        counts[item[0]] += 1
+    expected = {
+        by_name[name]: feed["item_count"]
+        for name, feed in demo_expected["feeds"].items()
+    }
+    assert counts == expected
+    assert len(stored["alerts"]) == demo_expected["alert_count"]
+    assert all(f[2] == "active" and f[-1] is None for f in stored["feeds"])
+
+
+_FACTORIES = """
+import os
+from worker.poll import _PollProcess
+
+def fragile(settings, n):
+    # Fine in the forked processes; a replacement started after the parent set
+    # this raises before it serves anything.
+    if os.environ.get("FWTEST_BREAK_AT_START"):
+        raise RuntimeError("broken at start (test)")
+    return _PollProcess(settings, n)
+"""
+
+_BROKEN_SCRIPT = (
+    r"""
+import asyncio, functools, json, logging, os, signal, sys, time
+import fwtest_factories
+from worker.config import load_settings
+from worker.core import make_feedwatch
+from worker.pool import ProcessPool
+from worker.poll import poll_once
+"""
+    + _PROCS
+    + r"""
+logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                    format="%(levelname)s %(name)s: %(message)s")
+count = Count()
+logging.getLogger("worker.pool").addHandler(count)
+settings = load_settings(sys.argv[1])
+pool = ProcessPool.fork(1, functools.partial(fwtest_factories.fragile, settings, 2))
+first = pool._workers[0].pid
+os.environ["FWTEST_BREAK_AT_START"] = "1"
+out = {}
+
+def attempts():
+    return count.count("cannot replace poll process")
+
+async def main():
+    fw = make_feedwatch(settings)
+    fw.pool = pool
+    try:
+        os.kill(first, signal.SIGKILL)
+        started = time.monotonic()
+        out["pass"] = (await poll_once(fw, all_feeds=True)).as_dict()
+        out["pass_seconds"] = time.monotonic() - started
+        out["after_pass"] = attempts()
+        out["children_after_pass"] = children()
+        t0 = time.monotonic()
+        steps = {}
+        # Passes come back to back: no new attempt within the minute.
+        for k in range(5):
+            steps[f"soon{k}"] = (await pool.revive(), attempts())
+        steps["minute"] = (await pool.revive(now=t0 + 61), attempts())
+        steps["minute+1"] = (await pool.revive(now=t0 + 62), attempts())
+        steps["doubled"] = (await pool.revive(now=t0 + 182), attempts())
+        steps["later"] = (await pool.revive(now=t0 + 10**6), attempts())
+        out["steps"] = steps
+        out["given_up"] = count.count("not replacing it again")
+        out["size"] = pool.size
+        out["children"] = children()
+    finally:
+        await fw.aclose()
+
+asyncio.run(main())
+pool.close()
+out["reaped"] = gone(first)
+print(json.dumps(out))
+"""
+)
+
+
+def test_a_replacement_dying_at_start_is_retried_with_backoff_then_given_up(
+    tmp_path: Path, feed_server: FeedServer, demo_expected: dict[str, Any]
+) -> None:
+    urls = sorted(publish_demo_feeds(feed_server).values())
+    db = tmp_path / "fw.db"
+    cfg = _config(tmp_path / "fw.yaml", db, urls, 2)
+    _subscribe(cfg, urls, tmp_path)
+    (tmp_path / "fwtest_factories.py").write_text(_FACTORIES)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-c", _BROKEN_SCRIPT, str(cfg)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    # The pass tried once, saw it die, and polled everything itself.
+    assert out["after_pass"] == 1, res.stderr
+    assert "broken at start (test)" in res.stderr
+    assert out["pass"]["polled"] == len(urls) and out["pass"]["failed"] == 0
+    assert out["pass"]["alerts"] == demo_expected["alert_count"]
+    assert out["children_after_pass"] == [], "the failed start is reaped"
+    steps = out["steps"]
+    assert [steps[f"soon{k}"] for k in range(5)] == [[[], 1]] * 5
+    assert steps["minute"] == [[], 2]
+    assert steps["minute+1"] == [[], 2], "the next wait is doubled"
+    assert steps["doubled"] == [[], 3]
+    assert steps["later"] == [[], 3], "three in a row: the slot stays empty"
+    assert out["given_up"] == 1 and out["size"] == 0
+    assert out["children"] == [] and out["reaped"]
+
+    stored = _stored(db)
+    assert {f[0] for f in stored["feeds"]} == set(urls)
+    assert all(f[2] == "active" and f[-1] is None for f in stored["feeds"])
+    assert len(stored["alerts"]) == demo_expected["alert_count"]

@@ -692,6 +692,8 @@ async def poll_once(
     queue = deque(feeds)
     del feeds  # each chunk's feeds are released once recorded
     pool = fw.pool if fetcher is None else None
+    if pool is not None:
+        await pool.revive()  # poll processes that died since the last pass
     n = pool.size + 1 if pool is not None else 1
     # With poll processes this one is one of them: it takes its share of limits.
     local = _LocalFetcher(_share(settings, n) if n > 1 else settings, fetcher)
@@ -796,15 +798,18 @@ def pool_size(settings: Settings) -> int:
 
 def start_pool(settings: Settings) -> ProcessPool | None:
     """Fork the poll processes besides this one (call before opening the store or
-    starting a thread); None when the pass runs in this process alone."""
+    starting a thread); None when the pass runs in this process alone. The factory
+    pickles, so the pool can replace a dead one with a fresh interpreter."""
     n = pool_size(settings)
     if n <= 1 or not hasattr(os, "fork"):
         return None
+    from functools import partial
+
     from worker.pool import PoolError, ProcessPool
 
     _preload(settings)
     try:
-        return ProcessPool.fork(n - 1, lambda: _PollProcess(settings, n))
+        return ProcessPool.fork(n - 1, partial(_PollProcess, settings, n))
     except PoolError as e:
         log.warning("%s; polling in one process", e)
         return None

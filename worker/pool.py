@@ -8,8 +8,12 @@ worker does with it is ``worker.poll``'s business (``start_pool``).
 
 Forking happens before the parent opens its database or starts a thread, so a
 child inherits no SQLite connection, lock or pool (each opens its own) and no
-thread holding a lock. A child that dies is not replaced (a running daemon has
-threads by then); its chunk and later ones are handled by the parent's fallback.
+thread holding a lock. A child that dies leaves its chunk and later ones to the
+parent's fallback; ``revive`` replaces it at the next pass with a fresh interpreter
+(``python -m worker.pool``, given its end of a new socket pair), since a running
+daemon has threads by then and must not fork. Replacement is bounded: one attempt per
+slot a minute at most, spaced further after each replacement that did no work, and
+none after ``MAX_RESPAWNS`` of those in a row.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import pickle
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from worker.errors import FeedwatchError
@@ -35,6 +42,14 @@ log = logging.getLogger(__name__)
 _HEADER = struct.Struct("!Q")
 CLOSE_GRACE_SECONDS = 5.0
 """How long ``close`` lets a child finish its jobs before killing it."""
+RESPAWN_INTERVAL = 60.0
+"""Least seconds between two replacements of one slot; doubled after each
+replacement that died before answering a job."""
+MAX_RESPAWNS = 3
+"""Replacements of one slot in a row that may die before answering a job; then the
+slot stays empty."""
+SPAWN_READY_SECONDS = 30.0
+"""How long a replacement may take to start (interpreter, imports, ``serve()``)."""
 
 
 class PoolError(FeedwatchError):
@@ -50,28 +65,97 @@ class Served(Protocol):
 
 
 class _Worker:
-    __slots__ = ("dead", "pid", "queued", "receiving", "sending", "sock")
+    __slots__ = (
+        "dead",
+        "pid",
+        "proc",
+        "queued",
+        "reaped",
+        "receiving",
+        "sending",
+        "sock",
+    )
 
-    def __init__(self, pid: int, sock: socket.socket) -> None:
+    def __init__(
+        self,
+        pid: int,
+        sock: socket.socket,
+        proc: subprocess.Popen[bytes] | None = None,
+    ) -> None:
         self.pid = pid
         self.sock = sock
+        self.proc = proc
+        """The replacement's Popen (it reaps its own child); None: forked."""
         self.queued = 0
         """Jobs sent and not yet answered."""
         self.sending = False
         self.receiving = False
         self.dead = False
+        self.reaped = False
+
+    def reap(self, grace: float) -> bool:
+        """Wait up to ``grace`` seconds for the process to exit; True once reaped."""
+        if not self.reaped:
+            if self.proc is None:
+                self.reaped = _reap(self.pid, grace)
+            else:
+                try:
+                    self.proc.wait(grace)
+                except subprocess.TimeoutExpired:
+                    return False
+                self.reaped = True
+        return self.reaped
+
+    def kill(self) -> None:
+        if not self.reaped:  # once reaped, the pid may be someone else's
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@dataclass
+class _Slot:
+    """A child's place in the pool, kept across its replacements."""
+
+    strikes: int = 0
+    """Replacements in a row that have not answered a job yet."""
+    last_spawn: float = -float("inf")
+    given_up: bool = False
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """What a replacement needs besides its socket: what it serves, and the
+    parent's logging (a fresh interpreter has none)."""
+
+    serve: Callable[[], Served]
+    log_level: int
+    log_format: str | None
+    log_datefmt: str | None
+    levels: dict[str, int] = field(default_factory=dict)
 
 
 class ProcessPool:
     """Forked worker processes; ``submit``/``result`` (or ``call``) run jobs on one
-    of them, in the order given."""
+    of them, in the order given, and ``revive`` replaces dead ones."""
 
-    def __init__(self, workers: list[_Worker]) -> None:
+    def __init__(
+        self, workers: list[_Worker], serve: Callable[[], Served] | None = None
+    ) -> None:
         self._workers = workers
+        self._slots = [_Slot() for _ in workers]
+        self._serve = serve
+        self._serve_pickled: bytes | None = None
+        self._retired: list[_Worker] = []
+        """Replaced processes not reaped yet (``close`` waits for them)."""
+        self._closed = False
 
     @classmethod
     def fork(cls, size: int, serve: Callable[[], Served]) -> ProcessPool:
-        """Fork ``size`` children, each running ``serve()``'s object until closed.
+        """Fork ``size`` children, each running ``serve()``'s object until closed;
+        ``revive`` starts replacements with ``serve`` pickled, so it should pickle
+        (a module-level class or function, or a ``functools.partial`` of one).
 
         Raises PoolError if the process has other threads (forking them is unsafe:
         a child would inherit locks no thread of its own can release).
@@ -97,7 +181,7 @@ class ProcessPool:
             pool = cls(workers)
             pool.close()
             raise PoolError(f"cannot fork poll processes: {e}") from e
-        return cls(workers)
+        return cls(workers, serve)
 
     @property
     def size(self) -> int:
@@ -169,6 +253,7 @@ class ProcessPool:
                 self._stop(w)
         if reply is None:
             raise PoolError(f"poll process {w.pid} died before answering")
+        self._slots[index].strikes = 0  # it answered: it works
         kind, value = reply
         if kind == "error":
             raise PoolError(f"poll process {w.pid} failed: {value}")
@@ -179,31 +264,177 @@ class ProcessPool:
             return
         w.dead = True
         w.sock.close()
+        w.kill()
+        w.reap(CLOSE_GRACE_SECONDS)
+
+    async def revive(self, *, now: float | None = None) -> list[int]:
+        """Replace the children that died (checked here, so one that died idle is
+        found too) with fresh interpreters, before a pass hands out its jobs;
+        returns the new children's pids.
+
+        Bounded: a slot is refilled at most once per ``RESPAWN_INTERVAL`` seconds
+        (``now`` is ``time.monotonic()``), twice as long after each replacement that
+        died before answering a job, and never again after ``MAX_RESPAWNS`` of
+        those in a row. A failed start is logged, never raised: the pass goes on
+        with the children it has.
+        """
+        if self._closed or self._serve is None:
+            return []
+        now = time.monotonic() if now is None else now
+        for w in self._workers:
+            if not w.dead and w.reap(0):
+                log.error("poll process %d has exited", w.pid)
+                w.dead = True
+                w.sock.close()
+        due: list[int] = []
+        for i, (w, slot) in enumerate(zip(self._workers, self._slots, strict=True)):
+            if not w.dead or slot.given_up or self._spent(i):
+                continue
+            if now >= slot.last_spawn + RESPAWN_INTERVAL * 2 ** max(
+                slot.strikes - 1, 0
+            ):
+                due.append(i)
+        if not due:
+            return []
+        if self._serve_pickled is None:
+            try:
+                self._serve_pickled = pickle.dumps(
+                    _setup(self._serve), pickle.HIGHEST_PROTOCOL
+                )
+            except Exception as e:
+                log.error(
+                    "cannot replace dead poll processes: %r does not pickle (%s); "
+                    "make the pool's factory a module-level callable",
+                    self._serve,
+                    e,
+                )
+                self._serve = None
+                return []
+        started = await asyncio.gather(*(self._respawn(i, now) for i in due))
+        return [pid for pid in started if pid is not None]
+
+    def _spent(self, index: int) -> bool:
+        slot = self._slots[index]
+        if slot.strikes < MAX_RESPAWNS:
+            return False
+        slot.given_up = True
+        log.error(
+            "poll process slot %d: %d replacements in a row died before answering a "
+            "job; not replacing it again (see their errors above; restart the "
+            "daemon once fixed)",
+            index,
+            slot.strikes,
+        )
+        return True
+
+    async def _respawn(self, index: int, now: float) -> int | None:
+        old, slot = self._workers[index], self._slots[index]
+        if not old.reap(0):
+            self._retired.append(old)
+        slot.last_spawn = now
+        slot.strikes += 1
+        assert self._serve_pickled is not None
         try:
-            os.kill(w.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        _reap(w.pid, CLOSE_GRACE_SECONDS)
+            w = await _spawn(self._serve_pickled)
+        except PoolError as e:
+            log.error("cannot replace poll process %d: %s", old.pid, e)
+            self._spent(index)
+            return None
+        if self._closed:  # shut down while it started
+            w.dead = True
+            w.sock.close()
+            self._retired.append(w)
+            return None
+        self._workers[index] = w
+        log.info("poll process pid=%d replaces pid=%d", w.pid, old.pid)
+        return w.pid
 
     def shutdown(self) -> None:
         """Ask every child to exit after its jobs (EOF on its socket), without
         waiting: they leave while this process finishes its own work."""
+        self._closed = True
         for w in self._workers:
             if not w.dead:
                 w.dead = True
                 w.sock.close()
 
     def close(self) -> None:
-        """``shutdown``, then reap every child; one still running after
-        ``CLOSE_GRACE_SECONDS`` is killed."""
+        """``shutdown``, then reap every child, replaced ones included; one still
+        running after ``CLOSE_GRACE_SECONDS`` is killed."""
         self.shutdown()
-        for w in self._workers:
-            if not _reap(w.pid, CLOSE_GRACE_SECONDS):
-                try:
-                    os.kill(w.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    continue
-                _reap(w.pid, CLOSE_GRACE_SECONDS)
+        for w in [*self._workers, *self._retired]:
+            if not w.reap(CLOSE_GRACE_SECONDS):
+                w.kill()
+                w.reap(CLOSE_GRACE_SECONDS)
+
+
+def _setup(serve: Callable[[], Served]) -> _Setup:
+    """What a replacement is sent: ``serve``, and logging set up as here."""
+    root = logging.getLogger()
+    fmt = next((h.formatter for h in root.handlers if h.formatter), None)
+    levels = {
+        name: logger.level
+        for name, logger in list(logging.root.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger) and logger.level != logging.NOTSET
+    }
+    return _Setup(
+        serve,
+        root.level,
+        fmt._fmt if fmt else None,
+        fmt.datefmt if fmt else None,
+        levels,
+    )
+
+
+async def _spawn(setup: bytes) -> _Worker:
+    """Start a fresh interpreter serving jobs on a new socket pair (nothing is
+    forked from this process, which may have threads), send it ``setup`` (over the
+    socket, not argv: settings carry secrets) and wait until it is ready.
+
+    Raises PoolError if it cannot start, dies or says nothing in
+    ``SPAWN_READY_SECONDS``; it is killed and reaped then.
+    """
+    loop = asyncio.get_running_loop()
+    parent, child = socket.socketpair()
+    try:
+        # Popen, not asyncio's subprocesses: fork+exec takes milliseconds, and
+        # those would reap the child from a watcher thread of their own.
+        proc = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter and module
+            [sys.executable, "-m", "worker.pool", str(child.fileno())],
+            pass_fds=(child.fileno(),),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,  # the parent's stdout is its own output
+        )
+    except OSError as e:
+        parent.close()
+        raise PoolError(f"cannot start a poll process: {e}") from e
+    finally:
+        child.close()
+    parent.setblocking(False)
+    w = _Worker(proc.pid, parent, proc)
+    try:
+        await loop.sock_sendall(parent, _HEADER.pack(len(setup)) + setup)
+        reply = await asyncio.wait_for(_recv(loop, parent), SPAWN_READY_SECONDS)
+    except TimeoutError:
+        reply = f"no word in {SPAWN_READY_SECONDS:.0f}s"
+    except (OSError, EOFError, pickle.UnpicklingError) as e:
+        reply = str(e) or type(e).__name__
+    except BaseException:  # cancelled: nobody else knows of it
+        parent.close()
+        w.kill()
+        w.reap(CLOSE_GRACE_SECONDS)
+        raise
+    if reply != ("ready", proc.pid):
+        w.dead = True
+        parent.close()
+        w.kill()
+        w.reap(CLOSE_GRACE_SECONDS)
+        why = "it exited" if reply is None else reply
+        raise PoolError(
+            f"poll process {proc.pid} died at start ({why}, status "
+            f"{proc.returncode}); see its error above"
+        )
+    return w
 
 
 def _reap(pid: int, grace: float) -> bool:
@@ -250,19 +481,23 @@ async def _read_exact(
     return bytes(buf)
 
 
+def _ignore_stop_signals() -> None:  # pragma: no cover
+    # Ctrl-C reaches the whole process group, and a service manager's stop
+    # often the whole control group: the parent decides, the child finishes
+    # its job and leaves on EOF (the parent kills one it gives up on).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def _child_main(
-    sock: socket.socket, serve: Callable[[], Served]
+    sock: socket.socket, serve: Callable[[], Served], *, ready: bool = False
 ) -> None:  # pragma: no cover
     """A child's life: serve jobs until EOF, then exit without running the
     parent's atexit handlers or finalizers (they own the parent's resources)."""
     code = 0
     try:
-        # Ctrl-C reaches the whole process group, and a service manager's stop
-        # often the whole control group: the parent decides, the child finishes
-        # its job and leaves on EOF (the parent kills one it gives up on).
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        asyncio.run(_child_loop(sock, serve))
+        _ignore_stop_signals()
+        asyncio.run(_child_loop(sock, serve, ready=ready))
     except BaseException:
         log.exception("poll process %d failed", os.getpid())
         code = 1
@@ -274,12 +509,15 @@ def _child_main(
 
 
 async def _child_loop(
-    sock: socket.socket, serve: Callable[[], Served]
+    sock: socket.socket, serve: Callable[[], Served], *, ready: bool
 ) -> None:  # pragma: no cover
     loop = asyncio.get_running_loop()
     sock.setblocking(False)
     served = serve()
     try:
+        if ready:
+            data = pickle.dumps(("ready", os.getpid()))
+            await loop.sock_sendall(sock, _HEADER.pack(len(data)) + data)
         while True:
             job = await _recv(loop, sock)
             if job is None:
@@ -304,3 +542,35 @@ async def _close(aw: Awaitable[None]) -> None:
         await aw
     except Exception:
         log.exception("poll process %d: closing failed", os.getpid())
+
+
+def _spawned_main(fd: int) -> None:  # pragma: no cover
+    """A replacement's life (``python -m worker.pool FD``): read its setup from
+    the socket, then live as a forked child does."""
+    # A stop signal in the instant before this line kills it: the parent then
+    # sees a replacement that died at start, as for any other cause.
+    _ignore_stop_signals()
+    sock = socket.socket(fileno=fd)
+    try:
+        head = sock.recv(_HEADER.size, socket.MSG_WAITALL)
+        if len(head) < _HEADER.size:
+            os._exit(1)  # the parent gave up on it already
+        (length,) = _HEADER.unpack(head)
+        body = sock.recv(length, socket.MSG_WAITALL)
+        setup: _Setup = pickle.loads(body)  # noqa: S301 - our parent wrote it
+    except BaseException:
+        logging.basicConfig(stream=sys.stderr)
+        log.exception("poll process %d cannot read its setup", os.getpid())
+        os._exit(1)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(setup.log_format, setup.log_datefmt))
+    logging.basicConfig(level=setup.log_level, handlers=[handler])
+    for name, level in setup.levels.items():
+        logging.getLogger(name).setLevel(level)
+    _child_main(sock, setup.serve, ready=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    from worker.pool import _spawned_main as main  # one copy of this module
+
+    main(int(sys.argv[1]))
