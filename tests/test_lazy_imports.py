@@ -119,6 +119,36 @@ def test_poll_once_loads_only_what_the_pass_uses(
     assert _loaded(modules, NEVER + SCHEMA_CURRENT) == []
 
 
+def test_rules_from_the_cache_need_no_yaml(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """The first command compiles the rules (reading YAML); a later pass that
+    classifies loads them from the cache without importing PyYAML."""
+    feed_server.set("/a.xml", _rss("A", "a1"))
+    cfg = write_config(
+        tmp_path / "fw.yaml",
+        {
+            "database": f"sqlite:///{tmp_path / 'fw.db'}",
+            "cache_dir": str(tmp_path / "cache"),
+            "log_level": "WARNING",
+            "fetch": {"allow_private_addresses": True},
+            "poll": {"processes": 1},  # classified in the process whose modules we see
+            "feeds": [{"url": feed_server.url("/a.xml")}],
+            "channels": [
+                {"type": "file", "name": "file", "path": str(tmp_path / "a.jsonl")}
+            ],
+        },
+    )
+    first, modules = _poll(cfg, tmp_path)
+    assert first["new_items"] == 1
+    assert "yaml" in modules  # compiled from the rule files
+    feed_server.set("/a.xml", _rss("A", "a1", "a2"))
+    changed, modules = _poll(cfg, tmp_path)
+    assert changed["new_items"] == 1
+    assert "worker.classify" in modules
+    assert _loaded(modules, ("yaml",)) == []
+
+
 # The fast path (inline) and the feedparser fallback (in a thread) may both be the
 # first to need feedparser; importing its modules from two threads at once fails on
 # their import cycles unless one thread does it.
