@@ -9,7 +9,8 @@ file, created on first use.
 
 Rows are written exactly as ``SqlStore`` writes them on SQLite: datetimes as UTC
 text ``YYYY-MM-DD HH:MM:SS.ffffff`` (``UTCDateTime``), JSON columns with
-``json.dumps`` defaults, the full-text index kept by the triggers on ``items``.
+``json.dumps`` defaults, new items added to the full-text index once per
+transaction (``worker.store.fts``; triggers on ``items`` do deletes and updates).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from worker.store.base import (
     Subscription,
     SubscriptionState,
 )
+from worker.store.fts import LAST_ITEM_ID, index_items_after
 from worker.store.revisions import migration_heads
 
 if TYPE_CHECKING:
@@ -220,10 +222,9 @@ _UPDATE_STATE_BY_ID = (
     f"UPDATE feeds SET title = coalesce(?, feeds.title), {_STATE_SET} WHERE id = ?"  # noqa: S608
 )
 # Items go in as multi-row VALUES, in SQLAlchemy's insertmanyvalues pages (1000
-# rows, fewer where SQLite before 3.32 allows only 999 parameters): FTS5 flushes a
-# segment per statement, so one statement per page (not one per row, as
-# executemany would) keeps the index as compact, and laid out exactly, as SqlStore
-# leaves it.
+# rows, fewer where SQLite before 3.32 allows only 999 parameters), one statement
+# per page rather than one per row as executemany would. The full-text index is
+# written after them, once per transaction, as SqlStore writes it.
 _ITEM_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _ITEMS_PAGE = 1000 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // 9
 _INSERT_ITEMS = (
@@ -704,8 +705,12 @@ class FastSQLiteStore:
         with ``intent.lease``, the feed's state only if that claim still holds it."""
 
         def work(conn: sqlite3.Connection) -> PollRecord:
+            last = _last_item_id(conn) if intent.items else 0
             [stale] = _stale_polls(conn, [intent])
-            return _record_poll(conn, intent, stale)
+            record = _record_poll(conn, intent, stale)
+            if record.new_items:
+                index_items_after(conn.execute, last)
+            return record
 
         return self._run("record_poll", work)
 
@@ -722,6 +727,7 @@ class FastSQLiteStore:
         def work(conn: sqlite3.Connection) -> list[PollRecord]:
             records: list[PollRecord | None] = []
             state_only: list[tuple[Any, ...]] = []
+            last = _last_item_id(conn) if any(i.items for i in intents) else 0
             stale = _stale_polls(conn, intents)
             for intent, lost in zip(intents, stale, strict=True):
                 if lost is not None:
@@ -743,6 +749,8 @@ class FastSQLiteStore:
                 written = conn.executemany(_UPDATE_STATE_BY_ID, state_only).rowcount
                 if written != len(state_only):
                     raise NotFoundError("feed", "one of the polled feeds")
+            if any(r is not None and r.new_items for r in records):
+                index_items_after(conn.execute, last)
             empty = PollRecord(new_items=0, new_alerts=0)
             return [r if r is not None else empty for r in records]
 
@@ -1190,11 +1198,19 @@ def _stale_polls(
     return out
 
 
+def _last_item_id(conn: sqlite3.Connection) -> int:
+    """The newest item row id; the caller's write transaction holds the write lock
+    (``BEGIN IMMEDIATE``), so the rows above it are the ones it goes on to insert."""
+    return int(conn.execute(LAST_ITEM_ID).fetchone()[0])
+
+
 def _record_poll(
     conn: sqlite3.Connection, intent: PollIntent, stale: int | None = None
 ) -> PollRecord:
-    """One poll's writes, in ``SqlStore._record_poll``'s order (same row ids); a
-    ``stale`` one (the id of a feed whose lease it lost) leaves the feed alone."""
+    """One poll's writes, in ``SqlStore._record_poll``'s order (same row ids), but
+    not the full-text index (the caller adds the transaction's new items at its
+    end); a ``stale`` one (the id of a feed whose lease it lost) leaves the feed
+    alone."""
     feed_id = stale if stale is not None else _write_feed_state(conn, intent.feed)
     now = utcnow()
     seen = _dt(now)

@@ -2,7 +2,8 @@
 
 Input: nothing; output: ``metadata`` with the tables the SQL stores read and write.
 Migration ``0001_initial`` creates exactly these tables (a test compares the two);
-``0002_search`` adds the full-text index, which lives outside ``metadata``.
+``0002_search`` adds the full-text index, which lives outside ``metadata``
+(``0007_fts_batch`` leaves indexing new items to the stores).
 """
 
 from __future__ import annotations
@@ -272,11 +273,14 @@ digest_runs = Table(
 )
 
 # -- full-text search (migration 0002) ------------------------------------------------
-# The search index lives outside ``metadata``: SQLite keeps it in an FTS5 table that
-# triggers on ``items`` keep in step, PostgreSQL in a GIN expression index on
-# ``items``. Migration 0002 writes both as raw DDL; schema comparisons skip them by
-# name (``include_name``). A SQLite batch migration that rebuilds ``items`` drops
-# the FTS triggers: such a migration must create them again and rebuild the index.
+# The search index lives outside ``metadata``: SQLite keeps it in an FTS5 table,
+# PostgreSQL in a GIN expression index on ``items``. Migration 0002 writes both as
+# raw DDL; schema comparisons skip them by name (``include_name``). On SQLite,
+# triggers on ``items`` carry deletes and title/summary updates into the index;
+# since migration 0007 inserts are indexed by the stores themselves, once per write
+# transaction (``worker.store.fts``): every path that inserts items must do so. A
+# SQLite batch migration that rebuilds ``items`` drops the FTS triggers: such a
+# migration must create them again and rebuild the index.
 
 FTS_TABLE = "items_fts"
 """SQLite: FTS5 table over ``items.title`` and ``items.summary`` (external content,

@@ -336,6 +336,11 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
     def _before_migrate(self, conn: Connection) -> None:  # noqa: B027
         """Serialise concurrent migrations where the database needs help."""
 
+    def _index_items(self, conn: Connection, row_ids: Sequence[int]) -> None:  # noqa: B027
+        """Add the items this write transaction inserted (``row_ids``) to the
+        full-text index, once, after its last item insert; a dialect whose index
+        the database keeps by itself needs nothing."""
+
     def _search_statement(
         self, query: SearchQuery, text: str, limit: int
     ) -> Select[Any]:
@@ -720,7 +725,10 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
 
         def work(conn: Connection) -> PollRecord:
             [stale] = self._stale_polls(conn, [intent])
-            return self._record_poll(conn, intent, stale)
+            new_rows: list[int] = []
+            record = self._record_poll(conn, intent, stale, new_rows=new_rows)
+            self._index_items(conn, new_rows)
+            return record
 
         return self._run("record_poll", work)
 
@@ -749,10 +757,16 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
         return out
 
     def _record_poll(
-        self, conn: Connection, intent: PollIntent, stale: int | None = None
+        self,
+        conn: Connection,
+        intent: PollIntent,
+        stale: int | None = None,
+        *,
+        new_rows: list[int],
     ) -> PollRecord:
-        """Write one poll; a ``stale`` one (the id of a feed whose lease it lost)
-        leaves the feed row alone."""
+        """Write one poll, adding the row ids of the items it inserted to
+        ``new_rows`` for the caller to index; a ``stale`` one (the id of a feed
+        whose lease it lost) leaves the feed row alone."""
         feed_id = (
             stale if stale is not None else self._write_feed_state(conn, intent.feed)
         )
@@ -782,6 +796,7 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
             for row in conn.execute(stmt, params):
                 row_ids[(feed_id, row.item_id)] = row.id
         new_items = len(row_ids)
+        new_rows.extend(row_ids.values())
 
         wanted = {(feed_id, d.id) for d in intent.decisions}
         wanted.update((link.feed_id, link.item_id) for link in intent.story_links)
@@ -1444,10 +1459,13 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
         def work(conn: Connection) -> list[PollRecord]:
             records: list[PollRecord | None] = []
             state_only: list[dict[str, Any]] = []
+            new_rows: list[int] = []
             stale = self._stale_polls(conn, intents)
             for intent, lost in zip(intents, stale, strict=True):
                 if lost is not None:
-                    records.append(self._record_poll(conn, intent, lost))
+                    records.append(
+                        self._record_poll(conn, intent, lost, new_rows=new_rows)
+                    )
                     continue
                 if (
                     intent.items
@@ -1456,7 +1474,7 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
                     or intent.alerts
                     or intent.feed.id is None
                 ):
-                    records.append(self._record_poll(conn, intent))
+                    records.append(self._record_poll(conn, intent, new_rows=new_rows))
                 else:
                     values = _feed_state(intent.feed)
                     values["title"] = intent.feed.title
@@ -1481,6 +1499,7 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
                 result = conn.execute(stmt, state_only)
                 if result.rowcount != len(state_only):
                     raise NotFoundError("feed", "one of the polled feeds")
+            self._index_items(conn, new_rows)
             empty = PollRecord(new_items=0, new_alerts=0)
             return [r if r is not None else empty for r in records]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.sql.expression import ColumnClause
 
+from worker.store.fts import index_items_after
 from worker.store.schema import FTS_TABLE, items
 from worker.store.sql import SearchQuery, SqlStore
 
@@ -111,6 +113,12 @@ class SQLiteStore(SqlStore):
 
     def _insert(self, table: Table) -> Insert:
         return insert(table)
+
+    def _index_items(self, conn: Connection, row_ids: Sequence[int]) -> None:
+        # Write transactions begin IMMEDIATE: every row from the first id this one
+        # inserted upwards is its own.
+        if row_ids:
+            index_items_after(conn.exec_driver_sql, min(row_ids) - 1)
 
     def _search_statement(
         self, query: SearchQuery, text: str, limit: int
