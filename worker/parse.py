@@ -15,7 +15,7 @@ import re
 import threading
 import unicodedata
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
@@ -519,9 +519,16 @@ def _from_string(value: object) -> datetime | None:
     except ValueError:
         pass
     try:
-        return parsedate_to_datetime(text)
+        when: datetime | None = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
-        return _localized_date(text)
+        when = None
+    if when is not None and when.tzinfo is not None:
+        return when
+    # No date, or no zone email.utils knows (read as UTC unless read here).
+    reader = _own_reader(text, email=True)
+    if reader is not None:
+        return reader(text)
+    return _named_date(text) if when is None else when
 
 
 # Dates that name the month or the day in German, French, Spanish, Italian,
@@ -568,19 +575,31 @@ _LOCAL_DAYS = frozenset(
     maandag dinsdag wo woensdag donderdag vr vrijdag za zaterdag zo zondag
     """.split()
 )
-# Zone names (hours east of UTC). The US ones as RFC 822 and email.utils read them;
-# the East Asian form takes only the names that cannot be read two ways there
-# (CST is China's zone as often as the US's).
+# Zone names (hours east of UTC): those feedparser's RFC 822 handler knows, as it
+# reads them (a copy of its table; it reads any other name as UTC, so "utc" right),
+# and names that mean one zone only. Left out: IST (India, Ireland or Israel) and
+# BST (British Summer Time or Bangladesh); in the East Asian and numeric forms
+# also CST (China's zone as often as the US's). email.utils knows fewer names.
+_FP_ZONES = {
+    "ut": 0, "gmt": 0, "z": 0,
+    "adt": -3, "ast": -4, "at": -4, "edt": -4, "est": -5, "et": -5,
+    "cdt": -5, "cst": -6, "ct": -6, "mdt": -6, "mst": -7, "mt": -7,
+    "pdt": -7, "pst": -8, "pt": -8,
+    "a": -1, "n": 1, "m": -12, "y": 12,
+    "met": 1, "mest": 2,
+}  # fmt: skip
+_FP_NAMES = frozenset({*_FP_ZONES, "utc"})
+_EMAIL_NAMES = frozenset("ut utc gmt z ast adt est edt cst cdt mst mdt pst pdt".split())
 _EAST_ASIAN_ZONES = {"z": 0, "ut": 0, "utc": 0, "gmt": 0}
 _EAST_ASIAN_ZONES |= {"jst": 9, "kst": 9, "hkt": 8, "sgt": 8}
-_LOCAL_ZONES = _EAST_ASIAN_ZONES | {
-    "wet": 0, "wez": 0, "west": 1, "wesz": 1, "bst": 1,
-    "cet": 1, "met": 1, "mez": 1, "cest": 2, "mest": 2, "mesz": 2,
+_LOCAL_ZONES = _FP_ZONES | _EAST_ASIAN_ZONES | {
+    "wet": 0, "wez": 0, "west": 1, "wesz": 1,
+    "cet": 1, "mez": 1, "cest": 2, "mesz": 2,
     "eet": 2, "oez": 2, "eest": 3, "oesz": 3, "msk": 3,
     "brt": -3, "brst": -2, "art": -3,
-    "est": -5, "edt": -4, "cst": -6, "cdt": -5,
-    "mst": -7, "mdt": -6, "pst": -8, "pdt": -7,
+    "awst": 8, "aest": 10, "aedt": 11, "nzst": 12, "nzdt": 13,
 }  # fmt: skip
+_NUMERIC_ZONES = {name: h for name, h in _LOCAL_ZONES.items() if name != "cst"}
 _LOCAL_RFC822 = re.compile(
     r"(?:(?P<wday>[^\W\d_]+(?:-feira)?)\.?,?\s+)?"
     r"(?P<day>[0-9]{1,2})\.?\s+(?:de\s+)?"
@@ -722,17 +741,179 @@ def _cjk_date(value: object) -> datetime | None:
     else:
         clock = ("0", "0", "0")
     if m["half"] is not None:
-        if int(clock[0]) > 12:
+        twelve = _half_day(clock, m["half"])
+        if twelve is None:
             return None
-        hour = int(clock[0]) % 12 + (12 if m["half"] in _PM else 0)
-        clock = (str(hour), clock[1], clock[2])
+        clock = twelve
     zone = _local_zone(m["zone"], _EAST_ASIAN_ZONES)
     return _local_datetime(m, int(m["month"]), clock, zone)
+
+
+def _half_day(clock: tuple[str, str, str], half: str) -> tuple[str, str, str] | None:
+    """``clock`` on a 12-hour dial read on the 24-hour one (None past 12)."""
+    if int(clock[0]) > 12:
+        return None
+    hour = int(clock[0]) % 12 + (12 if half in _PM else 0)
+    return (str(hour), clock[1], clock[2])
 
 
 def _localized_date(value: object) -> datetime | None:
     """A date in the East Asian form or with names in another language."""
     return _cjk_date(value) or _named_date(value)
+
+
+# Numeric dates. feedparser's ISO 8601 handler reads only the year of "2026.11.27
+# 09:30" or "2026/11/27" (it makes up the month, today's, and the 1st), reads
+# "27-11-2026" as 2027-11-20 and "09:30" as today; its W3C handler reads a zone
+# name after "2026-11-27 09:30" as UTC, or drops the time. So these forms are
+# read here alone (_numeric): year first with ".", "/" or "-" (the dotted form is
+# common on Korean sites), day.month.year with dots (the European order), and
+# day and month the other way with "/" or "-" only where one order alone gives a
+# date ("11/27/2026", not "11/12/2026"); a time, AM/PM and a zone may follow.
+# Anything else that starts like these (a two-digit year, a time first) gives no
+# date. W3CDTF proper ("2026-11-27T09:30:00Z") stays with feedparser.
+_NUMERIC_START = re.compile(
+    r"\s*(?:\d{4}(?:[./．／]|[-－]\d{1,2}[-－]\d{1,2}(?!\d))"
+    r"|\d{1,2}[-－./．／]\d{1,2}[-－./．／]\d|\d{1,2}[:：]\d{2})"
+)
+_NUMERIC_DATE = re.compile(
+    r"(?:(?P<year>[0-9]{4})(?P<ysep>[./-])\s?(?P<month>[0-9]{1,2})(?P=ysep)\s?"
+    r"(?P<day>[0-9]{1,2})(?P<dot>\.)?"
+    r"|(?P<a>[0-9]{1,2})(?P<sep>[./-])(?P<b>[0-9]{1,2})(?P=sep)(?P<lyear>[0-9]{4}))"
+    r"(?:\s*\(\s*(?P<wday>[^()\s]{1,12})\s*\))?"
+    r"(?:(?P<tsep>\s*t\s*|,?\s+)(?:(?P<half>午前|午後|上午|下午|오전|오후|am|pm)\s*)?"
+    r"(?P<hour>[0-9]{1,2})(?::(?P<minute>[0-9]{2})"
+    r"(?::(?P<second>[0-9]{2})(?:[.,][0-9]+)?)?)?(?:\s*(?P<ampm>am|pm))?)?"
+    r"(?:\s*(?P<zone>\S.*?))?\s*\Z"
+)
+_CJK_WEEKDAY_ALONE = re.compile(
+    rf"(?:{_CJK_WEEKDAY}|[月火水木金土日一二三四五六天월화수목금토일])\Z"
+)
+_BARE_HOURS = re.compile(r"[+-][0-9]{2}\Z")
+# The zone after the time as RFC 822 readers split it: "09:30 CET", "09:30:00
+# (EST)", "09:30 UTC+8", "09:30 Etc/GMT".
+_ZONE_AFTER_TIME = re.compile(
+    r"[0-9]:[0-9]{1,2}(?::[0-9]{1,2})?\s*(\()?([A-Za-z][A-Za-z_/]*)([+-][0-9:]+)?\)?"
+    r"(?:\s|\Z)"
+)
+
+
+def _numeric(value: str) -> bool:
+    """Whether ``value`` starts as a numeric date does (see above)."""
+    return _NUMERIC_START.match(value) is not None and not _w3cdtf(value.strip())
+
+
+def _w3cdtf(value: str) -> bool:
+    """Whether ``value`` is a W3CDTF date, which feedparser reads right (it makes
+    up one of "1999-31-11T09:30:00Z" from the year)."""
+    if _W3CDTF.match(value) is None:
+        return False
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:  # no such day or time, digits other than ASCII ones
+        return False
+    return True
+
+
+def _is_date(year: int, month: int, day: int) -> bool:
+    try:
+        datetime(year, month, day)
+    except ValueError:
+        return False
+    return True
+
+
+def _numeric_date(value: object) -> datetime | None:
+    """The date of a string in a numeric form ("2026.11.27 09:30", "2026/11/27",
+    "27.11.2026 09:30 MEZ", "11/27/2026 9:30 PM"); None for anything else and
+    where day and month can be read either way."""
+    text = _local_text(value)
+    m = None if text is None else _NUMERIC_DATE.match(text)
+    if m is None:
+        return None
+    if m["year"] is not None:
+        if m["dot"] is not None and m["ysep"] != ".":
+            return None
+        year, month, day = int(m["year"]), int(m["month"]), int(m["day"])
+    else:
+        year, a, b = int(m["lyear"]), int(m["a"]), int(m["b"])
+        orders = {(a, b)} if m["sep"] == "." else {(a, b), (b, a)}
+        dates = [(d, mo) for d, mo in orders if _is_date(year, mo, d)]
+        if len(dates) != 1:
+            return None
+        ((day, month),) = dates
+    wday = m["wday"]
+    if wday is not None and not (
+        _CJK_WEEKDAY_ALONE.match(wday) or _unaccented(wday).rstrip(".") in _LOCAL_DAYS
+    ):
+        return None
+    clock = ("0", "0", "0")
+    if m["hour"] is not None:
+        if m["minute"] is None and m["tsep"].strip() != "t":
+            return None  # "2026.11.27 9": an hour alone only in ISO's "T09"
+        clock = (m["hour"], m["minute"] or "0", m["second"] or "0")
+        if m["half"] is not None and m["ampm"] is not None:
+            return None
+        half = m["half"] or m["ampm"]
+        if half is not None:
+            twelve = _half_day(clock, half)
+            if twelve is None:
+                return None
+            clock = twelve
+    zone_text = m["zone"]
+    if zone_text is not None and _BARE_HOURS.match(zone_text):
+        zone_text += "00"  # ISO 8601's "+09"
+    zone = _local_zone(zone_text, _NUMERIC_ZONES)
+    if zone is None:
+        return None
+    hour, minute, second = (int(f) for f in clock)
+    # 23:59:60 and 24:00 (ISO 8601's end of the day) are the next day's 00:00,
+    # as feedparser has them.
+    later = timedelta()
+    if second == 60:
+        second, later = 59, timedelta(seconds=1)
+    elif (hour, minute, second) == (24, 0, 0):
+        hour, later = 0, timedelta(days=1)
+    try:
+        return datetime(year, month, day, hour, minute, second, tzinfo=zone) + later
+    except (ValueError, OverflowError):
+        return None
+
+
+def _unread_zone(text: str, email: bool) -> bool:
+    """Whether feedparser's RFC 822 handler (for ``email``, email.utils) reads the
+    zone after the time in ``text`` otherwise than _named_date does: it reads a
+    name it does not know as UTC ("CET"; garbage, where _named_date reads no
+    date), a name in parentheses too, and an offset after a name ("UTC+8") only
+    after "GMT" (email.utils nowhere)."""
+    m = _ZONE_AFTER_TIME.search(text)
+    if m is None:
+        return False
+    paren, name, offset = m.groups()
+    name = name.lower().removeprefix("etc/")
+    if offset is not None:
+        return email or name != "gmt"
+    known = _EMAIL_NAMES if email else _FP_NAMES
+    theirs = _FP_ZONES.get(name, 0) if name in known and paren is None else 0
+    return _LOCAL_ZONES.get(name) != theirs
+
+
+def _own_reader(
+    value: object, *, email: bool = False
+) -> Callable[[object], datetime | None] | None:
+    """The reader that alone reads ``value`` where the general one (feedparser's
+    handlers; for ``email``, email.utils) makes up or misreads its date: the
+    East Asian form, the numeric forms, a zone it reads as UTC. None where the
+    general reading stands."""
+    if not isinstance(value, str) or _RFC822_PLAIN.match(value) or _w3cdtf(value):
+        return None  # the usual forms, quickly
+    if _east_asian(value):
+        return _cjk_date
+    if _numeric(value):
+        return _numeric_date
+    if _unread_zone(value, email):
+        return _named_date
+    return None
 
 
 # Where feedparser files an entry's dates: the text, and what its handlers read.
@@ -977,8 +1158,9 @@ def _entry_fields(e: Mapping[str, Any], url: str, now: datetime) -> _Fields:
     published = None
     for key, parsed_key in _ENTRY_DATES:
         text = _raw(e, key)
-        if _east_asian(text):
-            when = _cjk_date(text)
+        reader = _own_reader(text)
+        if reader is not None:
+            when = reader(text)
         else:
             when = _from_struct(_raw(e, parsed_key))
             if when is None:  # feedparser's handlers read no date there
@@ -1403,7 +1585,13 @@ def _fast_date(value: str) -> datetime | None:
         if zone is UTC:
             return when  # what astimezone(UTC).replace(microsecond=0) would give
     elif _W3CDTF.match(value):
-        when = datetime.fromisoformat(value)
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:  # "23:59:60", no such day, digits other than ASCII
+            local = _numeric_date(value)  # as _entry_fields reads it
+            if local is None:
+                return None
+            when = local
         if when.tzinfo is UTC and not when.microsecond:
             return when
     elif _RFC822.match(value):
@@ -1412,10 +1600,12 @@ def _fast_date(value: str) -> datetime | None:
         except (TypeError, ValueError, IndexError) as e:
             raise _Decline from e
     else:
-        # As _entry_fields reads it: the East Asian form alone, names in another
-        # language only where feedparser's handlers read no date.
-        if _east_asian(value):
-            local = _cjk_date(value)
+        # As _entry_fields reads it: the East Asian and numeric forms and zones
+        # feedparser reads as UTC alone, names in another language only where
+        # feedparser's handlers read no date.
+        reader = _own_reader(value)
+        if reader is not None:
+            local = reader(value)
             if local is None:
                 return None
         else:
