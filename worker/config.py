@@ -201,11 +201,43 @@ class FetchSettings(_Section):
     trust_env: bool = True
     """Honour ``HTTPS_PROXY``, ``HTTP_PROXY`` and ``ALL_PROXY`` (when ``proxy`` is
     unset) and ``NO_PROXY`` (added to ``no_proxy``), lower case first, as curl does."""
+    ca_file: str | None = None
+    """A PEM file of CA certificates trusted for https, in addition to the default
+    ones: a TLS-intercepting proxy's CA, feeds and hubs under a private CA."""
 
     @model_validator(mode="before")
     @classmethod
     def _proxy_secret_refs(cls, data: Any) -> Any:
         return _resolve_secret_refs(data, ("proxy",))
+
+    @field_validator("ca_file", mode="before")
+    @classmethod
+    def _blank_ca_file(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_loads(cls, v: str | None) -> str | None:
+        # Checked at load, so a wrong path stops start-up instead of failing
+        # every https feed. A bare context loads no default CAs: cheap.
+        if v is None:
+            return v
+        import ssl
+
+        path = Path(v)
+        if not path.is_file():
+            problem = "is a directory" if path.is_dir() else "does not exist"
+            raise ValueError(f"{v!r} {problem}; expected a PEM file of CA certificates")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=v)
+        except ssl.SSLError:
+            raise ValueError(
+                f"{v!r} holds no PEM CA certificate; expected one or more "
+                "-----BEGIN CERTIFICATE----- blocks"
+            ) from None
+        except OSError as e:
+            raise ValueError(f"cannot read {v!r}: {e.strerror or e}") from None
+        return v
 
     @field_validator("proxy", mode="before")
     @classmethod

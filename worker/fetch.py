@@ -65,6 +65,7 @@ __all__ = [
     "preload_transport",
     "proxy_routes",
     "system_resolve",
+    "tls_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -585,6 +586,26 @@ def _defer_default_verify_paths(self: ssl.SSLContext) -> None:
         _SET_DEFAULT_VERIFY_PATHS(self)
 
 
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The client TLS context for https: httpx's default CAs, plus those of
+    ``ca_file`` (``fetch.ca_file``) if given. Loading the CAs takes tens of
+    milliseconds: call it only when a context is needed. ConfigError naming
+    fetch.ca_file if that file cannot be loaded."""
+    ctx = httpx.create_ssl_context(trust_env=False)
+    if ca_file is not None:
+        try:
+            ctx.load_verify_locations(cafile=ca_file)
+        except ssl.SSLError as e:
+            raise ConfigError(
+                ca_file, "fetch.ca_file", f"holds no PEM CA certificate ({e})"
+            ) from e
+        except OSError as e:
+            raise ConfigError(
+                ca_file, "fetch.ca_file", f"cannot read it: {e.strerror or e}"
+            ) from e
+    return ctx
+
+
 def _import_aiohttp() -> None:
     """Import aiohttp (ImportError if missing) without loading the CA store twice.
 
@@ -639,11 +660,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     raises httpx.ProxyError, "407 Proxy Authentication Required" style for a
     refusal as httpcore words it. The guard lets the proxies' addresses through.
 
-    ``allowed`` and ``resolve`` as for :func:`guarded_transport`; ``verify=False``
-    skips certificate checks. aiohttp is imported here (ImportError if missing;
-    see ``_import_aiohttp``);
-    the session is made in the running loop on the first request and the TLS
-    context on the first https request.
+    ``allowed``, ``resolve`` and ``ca_file`` as for :func:`guarded_transport`;
+    ``verify=False`` skips certificate checks. aiohttp is imported here
+    (ImportError if missing; see ``_import_aiohttp``); the session is made in the
+    running loop on the first request and the TLS context on the first https
+    request (if ``ca_file`` cannot be loaded then, that request raises
+    httpx.ConnectError naming it).
     """
 
     def __init__(
@@ -655,6 +677,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         resolve: Resolve | None = None,
         verify: ssl.SSLContext | bool = True,
         proxies: ProxyRoutes | None = None,
+        ca_file: str | None = None,
     ) -> None:
         _import_aiohttp()  # ImportError here, not on the first request
 
@@ -665,6 +688,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         self._proxies = proxies
         self._via: dict[Proxy, tuple[Any, str | None]] = {}
         self._ssl: ssl.SSLContext | bool | None = None if verify is True else verify
+        self._ca_file = ca_file
         self._session: aiohttp.ClientSession | None = None
         self._timeouts: dict[tuple[Any, ...], aiohttp.ClientTimeout] = {}
 
@@ -698,7 +722,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             return True  # unused for plain HTTP
         if self._ssl is None:
             # Loading the CA bundle takes tens of milliseconds: only when needed.
-            self._ssl = httpx.create_ssl_context(trust_env=False)
+            try:
+                self._ssl = tls_context(self._ca_file)
+            except ConfigError as e:  # the file went away after the config load
+                raise httpx.ConnectError(str(e)) from e
         return self._ssl
 
     def _proxy_args(self, proxy: Proxy) -> tuple[Any, str | None]:
@@ -869,6 +896,7 @@ def guarded_transport(
     resolve: Resolve | None = None,
     proxies: ProxyRoutes | None = None,
     verify: ssl.SSLContext | bool = True,
+    ca_file: str | None = None,
 ) -> httpx.AsyncBaseTransport:
     """An httpx transport (``kind`` "aiohttp" or "httpx") whose connections go only
     to addresses ``allowed`` accepts, judged on the very lookup the connection
@@ -879,7 +907,9 @@ def guarded_transport(
     ``proxies``: requests they select go through a proxy, which may be at any
     address (only the proxy is connected to; it connects to the feed); a proxy
     that cannot be reached or refuses raises httpx.ProxyError. ``verify``: the
-    TLS context for https origins (tests), or False for no checks.
+    TLS context for https origins (tests), or False for no checks. ``ca_file``
+    (``fetch.ca_file``): CAs trusted besides the default ones, unless ``verify``
+    is given; ConfigError if httpx's transport cannot load it.
     """
     if kind == "aiohttp":
         try:
@@ -889,6 +919,7 @@ def guarded_transport(
                 resolve=resolve,
                 verify=verify,
                 proxies=proxies,
+                ca_file=ca_file,
             )
         except ImportError:
             log.warning("aiohttp is not installed; using httpx's own transport")
@@ -897,6 +928,9 @@ def guarded_transport(
     )
     from worker.httpcore_guard import httpx_transport
 
+    if verify is True and ca_file is not None:
+        # httpx's transport makes its context when made: one for all its pools.
+        verify = tls_context(ca_file)
     return httpx_transport(limits, allowed, resolve, proxies=proxies, verify=verify)
 
 
@@ -1042,6 +1076,7 @@ class Fetcher:
             allowed=self._allowed_address if guard else None,
             resolve=self._resolve,
             proxies=self._proxies,
+            ca_file=self.settings.ca_file,
         )
 
     async def __aenter__(self) -> Fetcher:

@@ -431,6 +431,7 @@ async def sync_subscriptions(
             else is_public_address,
             resolve=resolve,
             proxies=proxy_routes(settings.fetch),
+            ca_file=settings.fetch.ca_file,
         ),
         headers={"User-Agent": build_user_agent(settings.fetch, __version__)},
         timeout=httpx.Timeout(
