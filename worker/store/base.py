@@ -5,6 +5,7 @@ Contains no business logic: the poll and deliver shells decide, the store record
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +29,7 @@ __all__ = [
     "StoryRow",
     "Subscription",
     "SubscriptionState",
+    "lost_lease",
 ]
 
 
@@ -60,6 +62,29 @@ class Lease:
 
     owner: str
     claimed_at: datetime
+
+
+def lost_lease(
+    feed: Feed,
+    holder: tuple[str | None, datetime | None],
+    lease: Lease,
+    log: logging.Logger,
+) -> bool:
+    """Whether ``lease`` no longer holds the feed (another claim took it, or its
+    lease was released); says so, since that poll's state is then dropped. Both
+    SQL stores record a poll through it, each with its own logger."""
+    owner, claimed_at = holder
+    if owner == lease.owner and claimed_at == lease.claimed_at:
+        return False
+    log.warning(
+        "poll of %s claimed by %s at %s outlived its lease (now %s): its feed state "
+        "is dropped, its items are kept",
+        feed.url,
+        lease.owner,
+        lease.claimed_at.isoformat(),
+        f"held by {owner}" if owner is not None else "released",
+    )
+    return True
 
 
 @dataclass(frozen=True, slots=True)

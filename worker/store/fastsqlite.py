@@ -52,13 +52,13 @@ from worker.store.base import (
     ClaimedDelivery,
     DeliveryOutcome,
     DigestRun,
-    Lease,
     PollIntent,
     PollRecord,
     StoryLink,
     StoryRow,
     Subscription,
     SubscriptionState,
+    lost_lease,
 )
 from worker.store.fts import LAST_ITEM_ID, index_items_after
 from worker.store.revisions import migration_heads
@@ -1142,25 +1142,6 @@ def _lease_holders(
     return found
 
 
-def _lost_lease(
-    feed: Feed, holder: tuple[str | None, datetime | None], lease: Lease
-) -> bool:
-    """Whether ``lease`` no longer holds the feed (``SqlStore``'s check, and the
-    same warning)."""
-    owner, claimed_at = holder
-    if owner == lease.owner and claimed_at == lease.claimed_at:
-        return False
-    log.warning(
-        "poll of %s claimed by %s at %s outlived its lease (now %s): its feed state "
-        "is dropped, its items are kept",
-        feed.url,
-        lease.owner,
-        lease.claimed_at.isoformat(),
-        f"held by {owner}" if owner is not None else "released",
-    )
-    return True
-
-
 def _known(conn: sqlite3.Connection, feed_id: int, item_ids: Sequence[str]) -> set[str]:
     known: set[str] = set()
     for chunk in _chunks(list(dict.fromkeys(item_ids))):
@@ -1193,7 +1174,7 @@ def _stale_polls(
         if holder is None:
             raise NotFoundError("feed", intent.feed.url)
         assert intent.lease is not None
-        if _lost_lease(intent.feed, holder, intent.lease):
+        if lost_lease(intent.feed, holder, intent.lease, log):
             out[n] = fid
     return out
 

@@ -59,13 +59,13 @@ from worker.store.base import (
     ClaimedDelivery,
     DeliveryOutcome,
     DigestRun,
-    Lease,
     PollIntent,
     PollRecord,
     StoryLink,
     StoryRow,
     Subscription,
     SubscriptionState,
+    lost_lease,
 )
 from worker.store.fastsqlite import FastSQLiteStore
 from worker.store.revisions import MIGRATIONS_DIR
@@ -195,25 +195,6 @@ def _lease_free(
     owner: ColumnElement[Any], expires: ColumnElement[Any], now: datetime
 ) -> ColumnElement[bool]:
     return or_(owner.is_(None), expires.is_(None), expires <= now)
-
-
-def _lost_lease(
-    feed: Feed, holder: tuple[str | None, datetime | None], lease: Lease
-) -> bool:
-    """Whether ``lease`` no longer holds the feed (another claim took it, or its
-    lease was released); says so, since that poll's state is then dropped."""
-    owner, claimed_at = holder
-    if owner == lease.owner and claimed_at == lease.claimed_at:
-        return False
-    log.warning(
-        "poll of %s claimed by %s at %s outlived its lease (now %s): its feed state "
-        "is dropped, its items are kept",
-        feed.url,
-        lease.owner,
-        lease.claimed_at.isoformat(),
-        f"held by {owner}" if owner is not None else "released",
-    )
-    return True
 
 
 _SEARCH_TOKEN = re.compile(r'(-?)"([^"]*)"?|(\S+)')
@@ -752,7 +733,7 @@ class SqlStore(metaclass=ABCMeta):  # noqa: B024 (ABCMeta for register())
             if holder is None:
                 raise NotFoundError("feed", intent.feed.url)
             assert intent.lease is not None
-            if _lost_lease(intent.feed, holder, intent.lease):
+            if lost_lease(intent.feed, holder, intent.lease, log):
                 out[n] = fid
         return out
 
