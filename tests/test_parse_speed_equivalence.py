@@ -362,6 +362,13 @@ def test_fast_path_accepts_and_declines_as_before(body: bytes, quick: bool) -> N
         assert _data(parsed) == _data(full)
 
 
+@pytest.mark.parametrize("tag", sorted(wp._RISKY_SEED))
+def test_seeded_risk_is_what_feedparser_gives(tag: str) -> None:
+    ns, _, local = tag[1:].partition("}")
+    assert ns.lower() in wp._fp_prefixes()  # its prefix cannot change the name
+    assert (wp._fp_name(ns, local, None) in wp._fp_risky()) == wp._RISKY_SEED[tag]
+
+
 def test_unknown_namespace_prefix_is_not_memoised() -> None:
     """feedparser names an element of a namespace it does not know by its prefix,
     so "itunes:summary" there is risky and "x:summary" is not, in either order."""

@@ -1536,15 +1536,20 @@ def _fp_risky() -> frozenset[str]:
     return _FP_RISKY
 
 
-def _fp_name(ns: str, local: str, prefix: str | None) -> str:
-    """The name feedparser files an element under (``dc_date``, ``link``...)."""
+def _fp_prefixes() -> dict[str, str]:
+    """feedparser's prefixes of the namespaces it knows, by lower-case URI."""
     global _FP_PREFIXES
     if _FP_PREFIXES is None:
         _feedparser()
         from feedparser.mixin import _FeedParserMixin
 
         _FP_PREFIXES = {k.lower(): v for k, v in _FeedParserMixin.namespaces.items()}
-    known = _FP_PREFIXES.get(ns.lower(), prefix or "") if ns else ""
+    return _FP_PREFIXES
+
+
+def _fp_name(ns: str, local: str, prefix: str | None) -> str:
+    """The name feedparser files an element under (``dc_date``, ``link``...)."""
+    known = _fp_prefixes().get(ns.lower(), prefix or "") if ns else ""
     return f"{known}_{local}".lower() if known else local.lower()
 
 
@@ -1644,9 +1649,41 @@ def _fast_text(el: Any, atom: bool) -> tuple[str, str]:
 # What an entry child is to _fast_entry, by format and tag (Clark notation).
 _ROLE, _LEAF, _PERSON, _ALTERNATE, _CONTENT, _DC_DATE, _FOREIGN_LINK = range(7)
 _ENTRY_TAGS: dict[str, dict[object, tuple[int, str]]] = {}
+# What _risky finds (with feedparser) for the namespaced entry children real feeds
+# carry most (dc:creator in most of them), so that reading them needs no feedparser
+# import (~50 ms); a test checks each against feedparser.
+_RISKY_SEED: dict[str, bool] = {
+    f"{{{ns}}}{local}": risky
+    for ns, names, risky in (
+        (
+            _NS_DC,
+            "creator subject rights publisher language contributor type format "
+            "identifier source relation coverage",
+            False,
+        ),
+        (
+            _NS_MEDIA,
+            "thumbnail content credit category keywords rating license player "
+            "restriction",
+            False,
+        ),
+        (_NS_MEDIA, "group title description", True),
+        (
+            "http://www.itunes.com/dtds/podcast-1.0.dtd",
+            "author explicit keywords image block category duration episode "
+            "season episodeType",
+            False,
+        ),
+        ("http://www.itunes.com/dtds/podcast-1.0.dtd", "subtitle summary", True),
+        ("http://wellformedweb.org/CommentAPI/", "commentRss comment", False),
+        ("http://purl.org/rss/1.0/modules/slash/", "comments", False),
+        ("http://purl.org/dc/terms/", "modified created", True),
+    )
+    for local in names.split()
+}
 # Entry children outside _ENTRY_TAGS: whether feedparser's handler for them is risky,
 # by tag, for namespaces whose prefix does not change the handler's name.
-_RISKY_TAGS: dict[str, bool] = {}
+_RISKY_TAGS: dict[str, bool] = dict(_RISKY_SEED)
 _RISKY_TAGS_MAX = 1_024
 
 
@@ -1693,6 +1730,7 @@ def _risky(tag: str, el: Any) -> bool:
         if not ns or (prefixes is not None and ns.lower() in prefixes):
             if len(_RISKY_TAGS) >= _RISKY_TAGS_MAX:
                 _RISKY_TAGS.clear()
+                _RISKY_TAGS.update(_RISKY_SEED)
             _RISKY_TAGS[tag] = risky
     return risky
 
