@@ -11,6 +11,10 @@ feeds (1-5 new items each); (2) changed10; (3) unchanged (all 304). feedwatch ru
 sends no validators (never 304): first, then unchanged (timed). feedwatch runs with
 its default ``poll.processes: auto`` (one poll process per CPU); ``--memory-feeds``
 measures memory with it and with ``processes: 1``.
+
+benchmarks/floor.py, the least a one-shot CLI poll on feedwatch's stack must do, runs
+every pass too, as a subprocess: its "floor CLI" rows bound feedwatch's CLI rows from
+below, so a target the floor misses cannot be met through the CLI on this machine.
 """
 
 from __future__ import annotations
@@ -203,6 +207,29 @@ def fw_poll(config: Path, *, sample: bool = False) -> tuple[float, dict[str, Any
     return feedwatch(config, "poll", "--once", "--all", "--json", sample=sample)
 
 
+def floor_setup(base: str, feeds: int) -> tuple[tempfile.TemporaryDirectory[str], Path]:
+    """A fresh database for benchmarks/floor.py subscribed to every feed (not timed)."""
+    tmp = tempfile.TemporaryDirectory(prefix="floorbench-")
+    db = Path(tmp.name) / "floor.sqlite"
+    cmd = [PYTHON, str(HERE / "floor.py"), "--setup", str(db), base, str(feeds)]
+    subprocess.run(cmd, check=True)
+    return tmp, db
+
+
+def floor_poll(db: Path) -> tuple[float, dict[str, Any]]:
+    """One timed pass of benchmarks/floor.py as a subprocess (start-up included)."""
+    started = time.perf_counter()
+    res = subprocess.run(
+        [PYTHON, str(HERE / "floor.py"), str(db)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    elapsed = time.perf_counter() - started
+    data: dict[str, Any] = json.loads(res.stdout.strip().splitlines()[-1])
+    return elapsed, data
+
+
 def reader_setup(base: str, feeds: int) -> tuple[tempfile.TemporaryDirectory[str], Any]:
     """A fresh reader database subscribed to every feed (not timed)."""
     from reader import make_reader
@@ -234,6 +261,7 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
         for rep in range(reps):
             fw_tmp, config = fw_setup(base, feeds)
             rd_tmp, r = reader_setup(base, feeds)
+            fl_tmp, floor_db = floor_setup(base, feeds)
             try:
                 expected = admin(base, "stats")["total_items"]
                 t, out, _ = fw_poll(config)
@@ -246,6 +274,10 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
                 got = r.get_entry_counts().total
                 if got != expected:
                     checks.append(f"rep {rep} first: reader stored {got} vs {expected}")
+                t, out = floor_poll(floor_db)
+                note("floor first", t)
+                if out["new_items"] != expected:
+                    checks.append(f"rep {rep} first: floor {out} vs {expected}")
 
                 admin(base, "tick?fraction=0.1")
                 t, out, _ = fw_poll(config)
@@ -256,6 +288,10 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
                 total = admin(base, "stats")["total_items"]
                 if r.get_entry_counts().total != total:
                     checks.append(f"rep {rep} changed10: reader count off")
+                t, out = floor_poll(floor_db)
+                note("floor changed10", t)
+                if out["new_items"] != total - expected:
+                    checks.append(f"rep {rep} changed10: floor {out}")
 
                 t, out, _ = fw_poll(config)
                 note("feedwatch unchanged", t)
@@ -264,28 +300,40 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
                 if out.get("not_modified") != feeds:
                     checks.append(f"rep {rep} unchanged: feedwatch {out}")
                 note("reader unchanged", reader_update(r))
+                t, out = floor_poll(floor_db)
+                note("floor unchanged", t)
+                if out["not_modified"] != feeds:
+                    checks.append(f"rep {rep} unchanged: floor {out}")
             finally:
                 r.close()
                 fw_tmp.cleanup()
                 rd_tmp.cleanup()
+                fl_tmp.cleanup()
 
     with feed_server(feeds, validators=False) as base:
         for rep in range(reps):
             fw_tmp, config = fw_setup(base, feeds)
             rd_tmp, r = reader_setup(base, feeds)
+            fl_tmp, floor_db = floor_setup(base, feeds)
             try:
                 fw_poll(config)
                 reader_update(r)
+                floor_poll(floor_db)
                 t, out, _ = fw_poll(config)
                 note("feedwatch unchanged-novalidators", t)
                 note("pass feedwatch unchanged-novalidators", out.get("seconds", t))
                 if out.get("not_modified") != feeds:
                     checks.append(f"rep {rep} novalidators: feedwatch {out}")
                 note("reader unchanged-novalidators", reader_update(r))
+                t, out = floor_poll(floor_db)
+                note("floor unchanged-novalidators", t)
+                if out["new_items"] != 0:
+                    checks.append(f"rep {rep} novalidators: floor {out}")
             finally:
                 r.close()
                 fw_tmp.cleanup()
                 rd_tmp.cleanup()
+                fl_tmp.cleanup()
     return {
         "feeds": feeds,
         "reps": reps,
@@ -325,7 +373,7 @@ def report(res: dict[str, Any]) -> str:
     """A Markdown table of medians [min-max] in feeds/s and the ratios."""
     n = res["feeds"]
     rows = [
-        "| pass | feedwatch feeds/s | reader feeds/s | ratio | target |",
+        "| pass | feeds/s | reader feeds/s | ratio | target |",
         "|---|---:|---:|---:|---:|",
     ]
     targets = {
@@ -338,11 +386,20 @@ def report(res: dict[str, Any]) -> str:
         for label, key in (
             ("CLI", f"feedwatch {step}"),
             ("pass", f"pass feedwatch {step}"),
+            ("floor CLI", f"floor {step}"),
         ):
             fw = res["seconds"].get(key)
             rd = res["seconds"].get(f"reader {step}")
             if fw and rd:
                 rows.append(_row(f"{step} ({label})", n, fw, rd, target))
+    rows += ["", "| pass | feedwatch CLI s | floor CLI s | floor / feedwatch |"]
+    rows.append("|---|---:|---:|---:|")
+    for step in targets:
+        fw = res["seconds"].get(f"feedwatch {step}")
+        fl = res["seconds"].get(f"floor {step}")
+        if fw and fl:
+            a, b = statistics.median(fw), statistics.median(fl)
+            rows.append(f"| {step} | {a:.2f} | {b:.2f} | {b / a:.2f} |")
     return "\n".join(rows)
 
 
