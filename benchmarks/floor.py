@@ -6,6 +6,7 @@ process, feeds not modified, new items). Usage::
 
     python benchmarks/floor.py --setup DB BASE_URL N   # subscribe N generated feeds
     python benchmarks/floor.py DB                       # one pass over every feed
+    python benchmarks/floor.py DB --raw                 # ... without aiohttp
 
 It starts Python, imports what feedwatch cannot do without (asyncio, aiohttp,
 httpx, pydantic, sqlite3; lxml once a body changed), validates a two-field pydantic
@@ -15,6 +16,12 @@ stored one, reads each changed body's entries with lxml (id and title only),
 inserts the new ones and writes the feeds back in one transaction. One process, no
 classification, stories, search index, dates, schedule or retries: less than
 feedwatch does, so its time is a lower bound for the same pass through a CLI.
+
+``--raw`` replaces aiohttp with 64 keep-alive connections of hand-written HTTP/1.1
+on asyncio streams (Content-Length bodies only, enough for benchmarks/feedserver.py
+without gzip): what the floor would be without an HTTP library's import and
+per-request cost. Not a client to ship: no chunked bodies, compression, TLS, proxies
+or timeouts.
 """
 
 from __future__ import annotations
@@ -28,15 +35,8 @@ import sys
 import time
 from typing import Any
 
-# aiohttp loads the CA store twice when imported; feedwatch defers that, so the
-# floor does too (it never opens a TLS connection).
-_load_ca = ssl.SSLContext.set_default_verify_paths
-ssl.SSLContext.set_default_verify_paths = lambda self: None  # type: ignore[method-assign]
-import aiohttp  # noqa: E402
-
-ssl.SSLContext.set_default_verify_paths = _load_ca  # type: ignore[method-assign]
-import httpx  # noqa: E402,F401  (feedwatch's client API)
-import pydantic  # noqa: E402
+import httpx  # noqa: F401  (feedwatch's client API)
+import pydantic
 
 SCHEMA = """
 CREATE TABLE feeds (id INTEGER PRIMARY KEY, url TEXT UNIQUE, etag TEXT,
@@ -79,8 +79,21 @@ def _entries(body: bytes) -> list[tuple[str, str]]:
     return out
 
 
+def _import_aiohttp() -> None:
+    """Import aiohttp as feedwatch does: without loading the CA store twice (the
+    floor never opens a TLS connection)."""
+    load_ca = ssl.SSLContext.set_default_verify_paths
+    ssl.SSLContext.set_default_verify_paths = lambda self: None  # type: ignore[method-assign]
+    try:
+        import aiohttp  # noqa: F401
+    finally:
+        ssl.SSLContext.set_default_verify_paths = load_ca  # type: ignore[method-assign]
+
+
 async def _fetch(rows: list[tuple[Any, ...]], limit: int) -> list[tuple[Any, ...]]:
     """(feed id, status, etag, last-modified, body) for every feed."""
+    import aiohttp
+
     sem = asyncio.Semaphore(limit)
     connector = aiohttp.TCPConnector(limit=limit)
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -105,7 +118,45 @@ async def _fetch(rows: list[tuple[Any, ...]], limit: int) -> list[tuple[Any, ...
         return await asyncio.gather(*(one(r) for r in rows))
 
 
-def poll(db: str) -> dict[str, Any]:
+async def _fetch_raw(rows: list[tuple[Any, ...]], limit: int) -> list[tuple[Any, ...]]:
+    """``_fetch`` over hand-written HTTP/1.1 (see the module's ``--raw``)."""
+    from urllib.parse import urlsplit
+
+    todo = list(reversed(rows))
+    out: list[tuple[Any, ...]] = []
+
+    async def connection() -> None:
+        host = urlsplit(rows[0][1])
+        reader, writer = await asyncio.open_connection(host.hostname, host.port)
+        while todo:
+            fid, url, etag, modified, _ = todo.pop()
+            head = f"GET {urlsplit(url).path} HTTP/1.1\r\nHost: {host.netloc}\r\n"
+            if etag:
+                head += f"If-None-Match: {etag}\r\n"
+            if modified:
+                head += f"If-Modified-Since: {modified}\r\n"
+            writer.write((head + "\r\n").encode("latin-1"))
+            lines = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            status_line, *fields = lines.split("\r\n")
+            headers = {}
+            for field in fields:
+                name, _, value = field.partition(":")
+                headers[name.strip().lower()] = value.strip()
+            length = int(headers.get("content-length", "0"))
+            body = await reader.readexactly(length) if length else b""
+            status = int(status_line.split(" ", 2)[1])
+            out.append(
+                (fid, status, headers.get("etag"), headers.get("last-modified"), body)
+            )
+        writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(min(limit, len(rows)))))
+    return out
+
+
+def poll(db: str, *, raw: bool = False) -> dict[str, Any]:
+    if not raw:
+        _import_aiohttp()
     started = time.perf_counter()
     settings = Settings(database=db)
     conn = sqlite3.connect(settings.database)
@@ -113,7 +164,8 @@ def poll(db: str) -> dict[str, Any]:
         "SELECT id, url, etag, last_modified, body_hash FROM feeds"
     ).fetchall()
     hashes = {r[0]: r[4] for r in rows}
-    results = asyncio.run(_fetch(rows, settings.concurrency))
+    fetch = _fetch_raw if raw else _fetch
+    results = asyncio.run(fetch(rows, settings.concurrency))
     not_modified = new_items = 0
     with conn:
         for fid, status, etag, modified, body in results:
@@ -148,7 +200,7 @@ def main() -> None:
     if sys.argv[1:2] == ["--setup"]:
         setup(sys.argv[2], sys.argv[3], int(sys.argv[4]))
         return
-    print(json.dumps(poll(sys.argv[1])))
+    print(json.dumps(poll(sys.argv[1], raw="--raw" in sys.argv[2:])))
 
 
 if __name__ == "__main__":
