@@ -442,7 +442,7 @@ async def main():
 asyncio.run(main())
 new = out["after_pass2"][0]
 with open(f"/proc/{new}/cmdline", "rb") as f:
-    out["cmdline"] = f.read().split(b"\0")[1:3] == [b"-m", b"worker.pool"]
+    out["cmdline"] = f.read().split(b"\0")[-4:-2] == [b"-m", b"worker.pool"]
 # Stop signals reach it (a terminal's or a service manager's): it stays.
 os.kill(new, signal.SIGINT)
 os.kill(new, signal.SIGTERM)
@@ -617,3 +617,78 @@ def test_a_replacement_dying_at_start_is_retried_with_backoff_then_given_up(
     assert {f[0] for f in stored["feeds"]} == set(urls)
     assert all(f[2] == "active" and f[-1] is None for f in stored["feeds"])
     assert len(stored["alerts"]) == demo_expected["alert_count"]
+
+
+_FLAGS_SERVED = """
+import os, sys
+
+class Flags:
+    async def handle(self, job):
+        return {"pid": os.getpid(), "dev_mode": sys.flags.dev_mode,
+                "optimize": sys.flags.optimize, "warnoptions": sys.warnoptions}
+    async def aclose(self):
+        pass
+"""
+
+_FLAGS_SCRIPT = (
+    r"""
+import asyncio, json, logging, os, signal, sys, time
+import fwtest_flags
+from worker.pool import ProcessPool
+"""
+    + _PROCS
+    + r"""
+pool = ProcessPool.fork(1, fwtest_flags.Flags)
+first = pool._workers[0].pid
+os.kill(first, signal.SIGKILL)
+deadline = time.monotonic() + 10
+while os.waitid(os.P_PID, first, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+    assert time.monotonic() < deadline, "SIGKILL took more than 10 s"
+    time.sleep(0.01)
+out = {}
+
+async def main():
+    out["revived"] = await pool.revive()
+    out["answer"] = await pool.call(0, "flags", limit=30)
+    out["parent"] = await fwtest_flags.Flags().handle("flags")
+    with open(f"/proc/{out['revived'][0]}/cmdline", "rb") as f:
+        out["cmdline"] = [a.decode() for a in f.read().split(b"\0") if a]
+
+asyncio.run(main())
+pool.close()
+out["children"] = children()
+print(json.dumps(out))
+"""
+)
+
+
+def test_a_replacement_starts_with_the_parents_interpreter_flags(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "fwtest_flags.py").write_text(_FLAGS_SERVED)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    flags = ["-X", "dev", "-W", "error::DeprecationWarning", "-O"]
+    res = subprocess.run(
+        [sys.executable, *flags, "-c", _FLAGS_SCRIPT],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    (new,) = out["revived"]
+    answer = out["answer"]
+    assert answer["pid"] == new
+    assert (answer["dev_mode"], answer["optimize"]) == (True, 1)
+    assert "error::DeprecationWarning" in answer["warnoptions"]
+    assert {**answer, "pid": 0} == {**out["parent"], "pid": 0}
+    cmdline = out["cmdline"]
+    assert cmdline[0] == sys.executable and cmdline[-3:-1] == ["-m", "worker.pool"]
+    given = cmdline[1:-3]
+    assert given[given.index("-X") + 1] == "dev", cmdline
+    assert "-Werror::DeprecationWarning" in given and "-O" in given, cmdline
+    assert out["children"] == [], "close() reaped the replacement"

@@ -1014,8 +1014,12 @@ async def ingest_push(
         )
         p.summary.failed = 1
         return p.summary
+    # The feed's state as claimed, written back (which frees the lease) only while
+    # this push still holds the claim: a poll may have taken the feed once
+    # PUSH_LEASE ran out, and its newer state must stay.
+    unchanged = [PollIntent(feed=claimed, lease=Lease(fw.worker_id, now))]
     if claimed.status == FeedStatus.DISABLED:
-        await asyncio.to_thread(store.update_feed_state, claimed)  # frees the lease
+        await asyncio.to_thread(store.record_polls, unchanged)
         return p.summary
     res = Fetched(
         url=claimed.url,
@@ -1032,7 +1036,7 @@ async def ingest_push(
         parsed = await _parse_fetched(res, claimed, now)
     except FeedError as e:
         # The hub sent something unreadable: the feed itself is not failing.
-        await asyncio.to_thread(store.update_feed_state, claimed)
+        await asyncio.to_thread(store.record_polls, unchanged)
         log.warning("push url=%s status=error error=%s", claimed.url, e)
         p.summary.failed = 1
         p.summary.outcomes.append(

@@ -386,6 +386,13 @@ def _setup(serve: Callable[[], Served]) -> _Setup:
     )
 
 
+def _interpreter_flags() -> list[str]:
+    """This interpreter's command-line flags, for a replacement to start with
+    (multiprocessing's helper: private, but in every CPython since 3.2)."""
+    args: list[str] = subprocess._args_from_interpreter_flags()  # type: ignore[attr-defined]
+    return args
+
+
 async def _spawn(setup: bytes) -> _Worker:
     """Start a fresh interpreter serving jobs on a new socket pair (nothing is
     forked from this process, which may have threads), send it ``setup`` (over the
@@ -398,9 +405,17 @@ async def _spawn(setup: bytes) -> _Worker:
     parent, child = socket.socketpair()
     try:
         # Popen, not asyncio's subprocesses: fork+exec takes milliseconds, and
-        # those would reap the child from a watcher thread of their own.
+        # those would reap the child from a watcher thread of their own. The
+        # interpreter's flags (-X dev, -W, -O, ...) carry over, as a forked child
+        # has them and as multiprocessing passes them.
         proc = subprocess.Popen(  # noqa: S603, ASYNC220 - our interpreter and module
-            [sys.executable, "-m", "worker.pool", str(child.fileno())],
+            [
+                sys.executable,
+                *_interpreter_flags(),
+                "-m",
+                "worker.pool",
+                str(child.fileno()),
+            ],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,  # the parent's stdout is its own output

@@ -14,7 +14,7 @@ import re
 import secrets
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -26,7 +26,9 @@ from worker.config import Settings
 from worker.errors import FeedError, FeedwatchError, NotFoundError, StoreError
 from worker.fetch import (
     AddressRefused,
+    IPAddress,
     Resolve,
+    address_kind,
     build_user_agent,
     check_url_address,
     guarded_transport,
@@ -336,26 +338,61 @@ def callback_base(settings: Settings) -> str | None:
     return api.public_url if api.websub and api.public_url else None
 
 
+def _hub_refused(
+    hub: str, feed_url: str, host: str, refused: Sequence[tuple[str, str]]
+) -> str:
+    """A refused hub's error, worded apart from a refused feed's: the hub comes from
+    the feed's document, so the reader must learn which one and where to allow it."""
+    if [ip for ip, _ in refused] == [host]:
+        shown = f"{host} ({refused[0][1]} address)"
+    else:
+        where = ", ".join(f"{ip}: {kind}" for ip, kind in refused) or "none"
+        shown = f"{host} ({where} address)"
+    return (
+        f"address: refusing the WebSub hub {hub} of feed {feed_url}: {shown}; "
+        "hubs on private networks are refused unless "
+        "fetch.allow_private_addresses is true"
+    )
+
+
 async def _ask_hub(
     client: httpx.AsyncClient,
     settings: Settings,
     sub: Subscription,
     form: Mapping[str, str],
     resolve: Resolve | None = None,
+    *,
+    feed_url: str,
 ) -> None:
     hub = sub.hub
     if not settings.fetch.allow_private_addresses:
         routes = proxy_routes(settings.fetch)
+        rejected: list[IPAddress] = []
+
+        def allowed(ip: IPAddress) -> bool:
+            if is_public_address(ip):
+                return True
+            rejected.append(ip)
+            return False
+
         try:
             await check_url_address(
                 hub,
+                allowed=allowed,
                 resolve=resolve or system_resolve,
                 # A hub reached through a proxy may have no DNS entry here.
                 unresolved_ok=routes is not None
                 and routes.select(httpx.URL(hub)) is not None,
             )
         except FeedError as e:
-            raise HubError(hub, sub.topic, str(e).removeprefix(f"{hub}: ")) from e
+            if rejected:
+                host = urllib.parse.urlsplit(hub).hostname or hub
+                ip = rejected[0]
+                kind = address_kind(ip) or "disallowed"
+                detail = _hub_refused(hub, feed_url, host, [(str(ip), kind)])
+            else:
+                detail = str(e).removeprefix(f"{hub}: ")
+            raise HubError(hub, sub.topic, detail) from e
     # The hub comes from an untrusted feed: read at most a snippet of its answer,
     # and all of it within the fetch timeout (a drip of bytes resets httpx's).
     status, start = 0, b""
@@ -372,7 +409,8 @@ async def _ask_hub(
                         break
     except AddressRefused as e:
         # The connect-time lookup answered differently from the check (rebinding).
-        raise HubError(hub, sub.topic, f"address: {e}") from e
+        detail = _hub_refused(hub, feed_url, e.host, e.refused)
+        raise HubError(hub, sub.topic, detail) from e
     except httpx.HTTPError as e:
         detail = str(e) or type(e).__name__
         raise HubError(hub, sub.topic, f"request failed: {detail}") from e
@@ -412,7 +450,7 @@ async def sync_subscriptions(
         asyncio.to_thread(store.list_subscriptions),
         asyncio.to_thread(store.list_feeds),
     )
-    live = {f.id for f in feeds if f.status != FeedStatus.DISABLED}
+    live = {f.id: f.url for f in feeds if f.status != FeedStatus.DISABLED}
     due = [
         (sub, action)
         for sub in subs
@@ -458,7 +496,9 @@ async def sync_subscriptions(
                 "hub.secret": secret,
             }
             try:
-                await _ask_hub(http, settings, sub, form, resolve)
+                await _ask_hub(
+                    http, settings, sub, form, resolve, feed_url=live[sub.feed_id]
+                )
             except HubError as e:
                 log.warning("websub: feed %d: %s", sub.feed_id, e)
                 report.failed[sub.feed_id] = str(e)

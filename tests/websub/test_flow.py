@@ -298,7 +298,11 @@ async def test_hub_requests_pass_the_address_guard_and_failures_are_kept(
         )
         report = await sync_subscriptions(fw, callback_base="https://fw.example")
         assert list(report.failed) == [fid]  # the disabled feed is left alone
-        assert "loopback address" in report.failed[fid]
+        assert report.failed[fid] == (
+            f"{hub.url}: subscribing to {topic}: address: refusing the WebSub hub "
+            f"{hub.url} of feed {topic}: 127.0.0.1 (loopback address); hubs on "
+            "private networks are refused unless fetch.allow_private_addresses is true"
+        )
         assert hub.requests == []
         sub = fw.store.get_subscription(fid)
         assert sub.state == S.PENDING and sub.last_error == report.failed[fid]

@@ -34,8 +34,8 @@ from .test_rebind import hub_named
 S = SubscriptionState
 TOPIC = "https://wire.example/feed.xml"
 HUB_NAME = "hub.example"
-GUARD_HINT = (
-    "feeds on private networks are refused unless fetch.allow_private_addresses is true"
+HUB_HINT = (
+    "hubs on private networks are refused unless fetch.allow_private_addresses is true"
 )
 
 
@@ -192,8 +192,11 @@ async def test_hub_name_going_directly_must_resolve_here(
 @pytest.mark.parametrize(
     ("hub_url", "refused"),
     [
-        ("http://10.255.255.1/", "10.255.255.1: private"),
-        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254: cloud metadata"),
+        ("http://10.255.255.1/", "10.255.255.1 (private address)"),
+        (
+            "http://169.254.169.254/latest/meta-data/",
+            "169.254.169.254 (cloud metadata address)",
+        ),
     ],
 )
 async def test_hub_at_a_private_address_is_refused_even_with_a_proxy(
@@ -205,7 +208,8 @@ async def test_hub_at_a_private_address_is_refused_even_with_a_proxy(
         assert report.requested == {}
         assert report.failed[fid] == (
             f"{hub_url}: subscribing to {TOPIC}: "
-            f"address: refusing to fetch from {refused} address; {GUARD_HINT}"
+            f"address: refusing the WebSub hub {hub_url} of feed {TOPIC}: "
+            f"{refused}; {HUB_HINT}"
         )
         assert proxy.connections == 0
         assert fw.store.get_subscription(fid).last_error == report.failed[fid]

@@ -3,8 +3,9 @@ on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -78,3 +79,53 @@ async def test_a_push_for_a_disabled_feed_is_ignored(fw: Feedwatch) -> None:
     assert fw.store.count_items() == 0
     later = utcnow() + timedelta(seconds=1)
     assert fw.store.claim_feed(feed.id or 0, "other", later, 60) is not None
+
+
+@pytest.mark.parametrize("push", ["unreadable", "disabled"])
+async def test_a_push_that_outlived_its_lease_leaves_the_newer_state_alone(
+    fw: Feedwatch,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    push: str,
+) -> None:
+    store = fw.store
+    feed = store.get_feed(FEED_URL)
+    fid = feed.id or 0
+    if push == "disabled":
+        feed = feed.model_copy(update={"status": FeedStatus.DISABLED})
+        store.update_feed_state(feed)
+    body = b"\x00 not a feed" if push == "unreadable" else atom(SUMMIT)
+    claim = store.claim_feed
+    newer = feed.model_copy(
+        update={
+            "status": FeedStatus.ACTIVE,
+            "etag": '"v2"',
+            "body_hash": "b" * 64,
+            "last_checked_at": utcnow(),
+            "next_check_at": utcnow() + timedelta(minutes=10),
+        }
+    )
+
+    def taken_over(fid_: int, worker_id: str, now: datetime, secs: float) -> Feed:
+        # The push's claim (an hour old, so long expired) is taken over by a poll
+        # that records a newer state (the feed re-enabled), then a next poll
+        # claims the feed, all before the push writes anything.
+        claimed = claim(fid_, worker_id, now, secs)
+        assert claimed is not None
+        poller = utcnow()
+        assert claim(fid, "poller", poller, 300) is not None
+        store.update_feed_state(newer)
+        assert claim(fid, "poller", poller, 300) is not None
+        return claimed
+
+    monkeypatch.setattr(store, "claim_feed", taken_over)
+    with caplog.at_level(logging.WARNING, logger="worker"):
+        summary = await ingest_push(
+            fw, feed, body, None, now=utcnow() - timedelta(hours=1)
+        )
+    monkeypatch.undo()
+    assert summary.new_items == 0
+    assert store.get_feed(FEED_URL) == newer, "the late push overwrote the newer state"
+    # nor did it free the next poll's lease
+    assert store.claim_feed(fid, "other", utcnow(), 60) is None
+    assert any("outlived its lease" in r.getMessage() for r in caplog.records)

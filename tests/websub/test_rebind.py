@@ -3,9 +3,12 @@ connection uses is filtered too, not only the one the URL check saw."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import urllib.parse
 from pathlib import Path
+
+import pytest
 
 from worker.core import make_feedwatch
 from worker.models import Feed, utcnow
@@ -41,22 +44,35 @@ def hub_named(hub: Hub, name: str) -> str:
     return parts._replace(netloc=f"{name}:{parts.port}").geturl()
 
 
-async def test_hub_rebinding_to_loopback_is_refused(tmp_path: Path, hub: Hub) -> None:
+async def test_hub_rebinding_to_loopback_is_refused(
+    tmp_path: Path, hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
     topic = "https://wire.example/feed.xml"
+    feed_url = "https://wire.example/news.rss"  # its rel=self is the topic
     dns = FakeDNS({"hub.test": [[PUBLIC], ["127.0.0.1"]]})
     url = f"sqlite:///{tmp_path / 'rebind.db'}"
     with make_feedwatch(
         settings_for(url, tmp_path, allow_private_addresses=False)
     ) as fw:
-        fid = fw.store.add_feed(Feed(url=topic)).id
+        fid = fw.store.add_feed(Feed(url=feed_url)).id
         assert fid is not None
-        fw.store.record_hubs({fid: (hub_named(hub, "hub.test"), topic)}, utcnow())
-        report = await sync_subscriptions(
-            fw, callback_base="https://fw.example", resolve=dns
-        )
+        hub_url = hub_named(hub, "hub.test")
+        fw.store.record_hubs({fid: (hub_url, topic)}, utcnow())
+        with caplog.at_level(logging.WARNING, logger="worker.websub"):
+            report = await sync_subscriptions(
+                fw, callback_base="https://fw.example", resolve=dns
+            )
         assert list(report.failed) == [fid]
         error = report.failed[fid]
-        assert "refusing to connect to hub.test (127.0.0.1: loopback" in error
+        assert error == (
+            f"{hub_url}: subscribing to {topic}: address: refusing the WebSub hub "
+            f"{hub_url} of feed {feed_url}: hub.test (127.0.0.1: loopback address); "
+            "hubs on private networks are refused unless "
+            "fetch.allow_private_addresses is true"
+        )
+        assert [r.getMessage() for r in caplog.records] == [
+            f"websub: feed {fid}: {error}"
+        ]
         assert dns.lookups == ["hub.test", "hub.test"]  # the check, the connect
         assert hub.requests == []
         assert fw.store.get_subscription(fid).last_error == error
