@@ -125,6 +125,38 @@ def test_poll_once_loads_only_what_the_pass_uses(
     assert _loaded(modules, NEVER + SCHEMA_CURRENT + PARSED_FAST) == []
 
 
+def test_stored_entries_of_a_changed_feed_are_not_read_again(
+    feed_server: FeedServer, tmp_path: Path
+) -> None:
+    """An entry only feedparser reads sends its feed to feedparser once; when the
+    feed changes, the stored entry is skipped unread and the new one takes the
+    fast path (feedparser is not even imported)."""
+    odd = "<x:y xmlns:x='urn:x'><z/></x:y>"  # an element the fast path declines
+    old = ITEM.format(guid="old", title="Old", text="Rain.").replace(
+        "</item>", odd + "</item>"
+    )
+    new = ITEM.format(guid="new", title="New", text="Rain.")
+    feed_server.set("/a.xml", RSS.format(name="A", items=old).encode())
+    cfg = write_config(
+        tmp_path / "fw.yaml",
+        {
+            "database": f"sqlite:///{tmp_path / 'fw.db'}",
+            "cache_dir": str(tmp_path / "cache"),
+            "log_level": "WARNING",
+            "fetch": {"allow_private_addresses": True},
+            "poll": {"processes": 1},  # parsed in the process whose modules we see
+            "feeds": [{"url": feed_server.url("/a.xml")}],
+        },
+    )
+    first, modules = _poll(cfg, tmp_path)
+    assert first["new_items"] == 1
+    assert "feedparser" in modules
+    feed_server.set("/a.xml", RSS.format(name="A", items=new + old).encode())
+    changed, modules = _poll(cfg, tmp_path)
+    assert changed["new_items"] == 1
+    assert _loaded(modules, PARSED_FAST) == []
+
+
 def test_rules_from_the_cache_need_no_yaml(
     feed_server: FeedServer, tmp_path: Path
 ) -> None:

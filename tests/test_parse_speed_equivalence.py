@@ -317,6 +317,89 @@ def test_generated_feeds_fast_path_agrees_with_feedparser() -> None:
         assert _data(quick) == _data(slow)
 
 
+# -- entries already stored, skipped -------------------------------------------------
+
+
+def _without(parsed: wp.ParsedFeed, skip: set[str]) -> tuple[object, ...]:
+    title, link, ttl, items = _data(parsed)
+    assert isinstance(items, list)
+    return title, link, ttl, [i for i in items if f"{i['id']}" not in skip]
+
+
+def test_skipping_known_entries_gives_the_other_items_unchanged() -> None:
+    """For every document (generated and corpus), with a seeded random part of the
+    guids taken as stored: the new items are those of the full parse, field for
+    field, and no skipped entry is read."""
+    rng = random.Random(5)
+    skipped = compared = 0
+    for body, url, ctype in [*_generated(60), *_corpus()]:
+        try:
+            full = wp.parse_feed(body, url, content_type=ctype, now=NOW)
+            quick = wp.QuickParse(body, url, content_type=ctype, now=NOW)
+        except (ParseError, OverflowError):
+            continue
+        ids = quick.ids
+        assert set(ids) <= {i.id for i in full.items}  # read as the full parse does
+        skip = {i for i in ids if rng.random() < 0.8}
+        part = quick.result(skip)
+        if part is None:  # declined, as parse_feed_quick
+            assert wp.parse_feed_quick(body, url, content_type=ctype, now=NOW) is None
+            continue
+        assert _without(part, skip) == _without(full, skip)
+        assert not any(i.id in skip for i in part.items)
+        whole = quick.result()
+        if whole is not None:  # else a skipped entry was one the fast path declines
+            assert _data(whole) == _data(full)
+        skipped += len(skip)
+        compared += 1
+    assert compared > 100 and skipped > 3_000
+
+
+def test_ids_are_the_guid_identities_of_the_items() -> None:
+    rss = _rss(
+        "<item><guid isPermaLink='false'>g1</guid><title>a</title></item>"
+        "<item><guid>/rel/2</guid><title>b</title></item>"
+        "<item><title>no guid</title><link>http://x.example/3</link></item>"
+        "<item><guid></guid><title>empty guid</title></item>"
+    )
+    quick = wp.QuickParse(rss, "http://x.example/feed", now=NOW)
+    assert quick.ids == ["guid:g1", "guid:http://x.example/rel/2"]
+    parsed = quick.result()
+    assert parsed is not None
+    assert [i.id for i in parsed.items][:2] == quick.ids
+    only_new = quick.result({"guid:g1"})
+    assert only_new is not None
+    assert [i.title for i in only_new.items] == ["b", "no guid", "empty guid"]
+
+
+def test_a_skipped_entry_that_would_decline_is_not_read() -> None:
+    """Skipping never reads a stored entry, so one the fast path would hand to
+    feedparser does not decline the document; two guids do not give an id."""
+    odd = "<item><guid isPermaLink='false'>old</guid><title>old</title><x:y xmlns:x='urn:x'><z/></x:y></item>"
+    twice = "<item><guid>t1</guid><guid>t2</guid><title>t</title></item>"
+    body = _rss(odd + "<item><guid>new</guid><title>new</title></item>")
+    quick = wp.QuickParse(body, "http://x.example/feed", now=NOW)
+    assert quick.result() is None
+    only_new = quick.result({"guid:old"})
+    assert only_new is not None
+    assert [i.title for i in only_new.items] == ["new"]
+    assert wp.QuickParse(_rss(twice), "http://x.example/", now=NOW).ids == []
+
+
+def test_json_feed_has_no_ids_and_reads_whole() -> None:
+    body = json.dumps(
+        {
+            "version": "https://jsonfeed.org/version/1.1",
+            "title": "J",
+            "items": [{"id": "1", "content_text": "x"}],
+        }
+    ).encode()
+    quick = wp.QuickParse(body, "http://x.example/feed.json", now=NOW)
+    assert quick.ids == []
+    parsed = quick.result({"guid:1"})
+    assert parsed is not None and len(parsed.items) == 1
+
+
 # -- what the fast path declines -----------------------------------------------------
 
 

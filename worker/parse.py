@@ -15,7 +15,7 @@ import re
 import threading
 import unicodedata
 import urllib.parse
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.utils import parsedate_to_datetime
@@ -996,10 +996,78 @@ def parse_feed_quick(
     """``parse_feed`` without feedparser: the result for JSON Feeds and the XML the
     lxml fast path reads, None when feedparser is needed (run it off the event
     loop). Raises ParseError like ``parse_feed``."""
-    now = now or utcnow()
-    if _precheck(body, url, content_type):
-        return _parse_json(body, url, source, now)
-    return _parse_fast(body, url, content_type, source, now)
+    quick = QuickParse(body, url, content_type=content_type, source=source, now=now)
+    return quick.result()
+
+
+class QuickParse:
+    """``parse_feed_quick`` in two steps, so that a poll can look up in between
+    which entries it already has: ``ids`` are the identities the entries carry in
+    their guid (Atom id, RSS 1.0 rdf:about), read without the rest of the entry;
+    ``result(skip)`` is the feed without the entries whose identity is in ``skip``,
+    whose other fields are never read (a changed feed is mostly entries stored on
+    earlier polls). Raises ParseError like ``parse_feed``."""
+
+    def __init__(
+        self,
+        body: bytes,
+        url: str,
+        *,
+        content_type: str | None = None,
+        source: str | None = None,
+        now: datetime | None = None,
+    ) -> None:
+        self._url = url
+        self._source = source
+        self._now = now or utcnow()
+        self._json = body if _precheck(body, url, content_type) else None
+        self._doc = (
+            None if self._json is not None else _fast_prepare(body, url, content_type)
+        )
+        self._ids: list[str | None] | None = None
+
+    @property
+    def ids(self) -> list[str]:
+        """The identities readable from the entries' guids (none for a JSON Feed
+        or a document the fast path declines)."""
+        return [i for i in self._entry_ids() if i is not None]
+
+    def _entry_ids(self) -> list[str | None]:
+        if self._ids is None:
+            doc = self._doc
+            self._ids = (
+                [_quick_identity(e, doc.fmt, doc.base) for e in doc.entries]
+                if doc is not None
+                else []
+            )
+        return self._ids
+
+    def result(self, skip: Container[str] = frozenset()) -> ParsedFeed | None:
+        """The feed without the entries whose identity is in ``skip``; None when
+        feedparser must read it."""
+        if self._json is not None:
+            return _parse_json(self._json, self._url, self._source, self._now)
+        doc = self._doc
+        if doc is None:
+            return None
+        entries = doc.entries
+        if skip:
+            entries = [
+                e
+                for e, i in zip(entries, self._entry_ids(), strict=True)
+                if i is None or i not in skip
+            ]
+        try:
+            rows = [_fast_entry(e, doc.fmt, doc.base, self._now) for e in entries]
+        except _Decline:
+            return None
+        return ParsedFeed(
+            title=doc.title or None,
+            link=_http_link(doc.link, self._url),
+            items=_build_items(rows, self._url, self._source or doc.title or None),
+            ttl=doc.ttl,
+            bozo=None,
+        )
 
 
 def _precheck(body: bytes, url: str, content_type: str | None) -> bool:
@@ -1735,6 +1803,56 @@ def _risky(tag: str, el: Any) -> bool:
     return risky
 
 
+def _fast_guid(
+    el: Any, guid_el: Any, fmt: str, base: str
+) -> tuple[str | None, str | None]:
+    """The entry's guid (RSS guid, Atom id, RSS 1.0 rdf:about; ``guid_el`` is its
+    element, if any) and the link it gives when it is a permalink."""
+    guid: str | None = None
+    guid_link: str | None = None
+    if fmt == "rss1":
+        about = el.get(f"{{{_NS_RDF}}}about")
+        guid = about if about else None
+    if guid_el is not None:
+        permalink = next(
+            (v for k, v in guid_el.attrib.items() if k.lower() == "ispermalink"),
+            "true",
+        )
+        raw = _leaf_text(guid_el)
+        if permalink == "true" and raw:
+            raw = _fp_urljoin(base, raw)
+        guid = _fp_fixups(raw)
+        if permalink == "true":
+            guid_link = guid
+    return guid, guid_link
+
+
+# The element of an entry that holds its guid, by format (RSS 1.0 has none: its
+# guid is the entry's rdf:about).
+_GUID_TAGS = {"rss2": "guid", "atom": f"{{{_NS_ATOM}}}id", "rss1": None}
+
+
+def _quick_identity(el: Any, fmt: str, base: str) -> str | None:
+    """The identity _fast_entry's item gets from the entry's guid, read without the
+    rest of the entry; None without a guid or for an entry _fast_entry may decline
+    (it is then read in full, and decides)."""
+    tag = _GUID_TAGS[fmt]
+    guid_el = None
+    if tag is not None:
+        for child in el:
+            if child.tag == tag:
+                if guid_el is not None:
+                    return None
+                guid_el = child
+    try:
+        guid, _ = _fast_guid(el, guid_el, fmt, base)
+    except _Decline:
+        return None
+    if not guid or not _scrub(guid).strip():
+        return None
+    return item_identity(guid, None, "", "")
+
+
 def _fast_entry(el: Any, fmt: str, base: str, now: datetime) -> _Fields:
     atom = fmt == "atom"
     table = _entry_tags(fmt)
@@ -1805,23 +1923,7 @@ def _fast_entry(el: Any, fmt: str, base: str, now: datetime) -> _Fields:
     if not summary and content is not None:
         summary = _text(_content_text(content), content_kind, MAX_SUMMARY_CHARS)
 
-    guid: str | None = None
-    guid_link: str | None = None
-    if fmt == "rss1":
-        about = el.get(f"{{{_NS_RDF}}}about")
-        guid = about if about else None
-    guid_el = seen.get("guid")
-    if guid_el is not None:
-        permalink = next(
-            (v for k, v in guid_el.attrib.items() if k.lower() == "ispermalink"),
-            "true",
-        )
-        raw = _leaf_text(guid_el)
-        if permalink == "true" and raw:
-            raw = _fp_urljoin(base, raw)
-        guid = _fp_fixups(raw)
-        if permalink == "true":
-            guid_link = guid
+    guid, guid_link = _fast_guid(el, seen.get("guid"), fmt, base)
 
     link: str | None
     if atom:
@@ -1891,14 +1993,20 @@ def _xml_parser() -> Any:
     return _XML_PARSER
 
 
-def _parse_fast(
-    body: bytes,
-    url: str,
-    content_type: str | None,
-    source: str | None,
-    now: datetime,
-) -> ParsedFeed | None:
-    """The feed through the lxml fast path, or None if feedparser must read it."""
+class _FastDoc(NamedTuple):
+    """A document the fast path reads: its head read, its entries not yet."""
+
+    fmt: str
+    entries: list[Any]
+    base: str
+    title: str
+    link: str | None
+    ttl: int | None
+
+
+def _fast_prepare(body: bytes, url: str, content_type: str | None) -> _FastDoc | None:
+    """The document parsed by lxml with its head read, or None if feedparser must
+    read it."""
     head = body[:1024].lstrip()
     if head.startswith(b"\xef\xbb\xbf"):
         head = head[3:]
@@ -1920,7 +2028,7 @@ def _parse_fast(
     except (etree.XMLSyntaxError, ValueError):
         return None
     try:
-        return _fast_document(root, url, source, now)
+        return _fast_head(root, url)
     except _Decline:
         return None
 
@@ -1960,9 +2068,7 @@ def _children(parent: Any, entry: str) -> dict[object, list[Any]]:
     return groups
 
 
-def _fast_document(
-    root: Any, url: str, source: str | None, now: datetime
-) -> ParsedFeed:
+def _fast_head(root: Any, url: str) -> _FastDoc:
     tag = root.tag
     if tag == "rss":
         top = _children(root, "item")
@@ -2014,11 +2120,4 @@ def _fast_document(
                 ttl = int(ttl_text)
     # feedparser's base URI has the slashes after "scheme://" collapsed.
     base = _URIFIXER.sub(r"\1\3", url)
-    rows = [_fast_entry(e, fmt, base, now) for e in entries]
-    return ParsedFeed(
-        title=title or None,
-        link=_http_link(link, url),
-        items=_build_items(rows, url, source or title or None),
-        ttl=ttl,
-        bozo=None,
-    )
+    return _FastDoc(fmt, entries, base, title, link, ttl)

@@ -15,7 +15,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -27,8 +27,15 @@ from worker.config import FeedSettings, Settings
 from worker.errors import FeedError, FetchError, NotFoundError, StoreError
 from worker.fetch import Fetched, Fetcher, NotModified, freshness_lifetime
 from worker.models import Decision, Feed, FeedStatus, Item, Story, utcnow
-from worker.parse import ParsedFeed, parse_feed, parse_feed_quick
-from worker.store.base import AlertRecord, Lease, PollIntent, PollRecord, StoryLink
+from worker.parse import ParsedFeed, QuickParse, parse_feed
+from worker.store.base import (
+    AlertRecord,
+    Lease,
+    PollIntent,
+    PollRecord,
+    Store,
+    StoryLink,
+)
 from worker.websub import Discovery, discover, note_hubs, push_fed
 
 if TYPE_CHECKING:
@@ -259,6 +266,7 @@ async def _fetch_one(
     now: datetime,
     *,
     hubs: bool = False,
+    store: Store | None = None,
 ) -> _Fetch:
     out = _Fetch(feed)
     async with sem:
@@ -273,7 +281,7 @@ async def _fetch_one(
     if isinstance(res, Fetched):
         if res.body_hash != feed.body_hash:
             try:
-                out.parsed = await _parse_fetched(res, feed, now)
+                out.parsed = await _parse_fetched(res, feed, now, store)
             except FeedError as e:
                 out.error = e
             if hubs and out.parsed is not None:
@@ -283,17 +291,24 @@ async def _fetch_one(
     return out
 
 
-async def _parse_fetched(res: Fetched, feed: Feed, now: datetime) -> ParsedFeed:
-    """A fetched (or pushed) body's items; raises FeedError."""
+async def _parse_fetched(
+    res: Fetched, feed: Feed, now: datetime, store: Store | None = None
+) -> ParsedFeed:
+    """A fetched (or pushed) body's items; raises FeedError. With ``store``, the
+    entries of a feed fetched before that it already has are left out unread
+    (most of a changed feed; their guids are looked up first)."""
     # The lxml fast path runs inline (well under a millisecond); documents
     # it declines go to feedparser in a thread, off the event loop.
-    parsed = parse_feed_quick(
-        res.body,
-        res.url,
-        content_type=res.content_type,
-        source=feed.title,
-        now=now,
+    quick = QuickParse(
+        res.body, res.url, content_type=res.content_type, source=feed.title, now=now
     )
+    skip: Container[str] = frozenset()
+    if store is not None and feed.id is not None and feed.body_hash is not None:
+        ids = quick.ids
+        if ids:
+            found = await asyncio.to_thread(store.known_item_ids_many, {feed.id: ids})
+            skip = found.get(feed.id, skip)
+    parsed = quick.result(skip)
     if parsed is None:
         parsed = await asyncio.to_thread(
             parse_feed,
@@ -566,7 +581,10 @@ async def _poll_batch(
 ) -> None:
     hubs = p.fw.settings.api.websub
     fetched = await asyncio.gather(
-        *(_fetch_one(fetcher, f, sem, p.now, hubs=hubs) for f in feeds)
+        *(
+            _fetch_one(fetcher, f, sem, p.now, hubs=hubs, store=p.fw.store)
+            for f in feeds
+        )
     )
     await _record_batch(p, fetched)
     found = {f.feed.id: f.hub for f in fetched if f.hub and f.feed.id is not None}
