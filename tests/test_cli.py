@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED, write_config
 from feedserver import FeedServer
+from pg import PgDatabases
 
 from worker import __version__
 
@@ -52,6 +53,27 @@ def test_wrong_config_exits_2_naming_file_and_key(tmp_path: Path) -> None:
     assert res.returncode == 2 and "poll.concurrency" in res.stderr
 
 
+def test_no_proxy_variable_as_curl_takes_it_or_exits_2_naming_it(
+    tmp_path: Path,
+) -> None:
+    cfg = write_config(
+        tmp_path / "c.yaml", {"database": f"sqlite:///{tmp_path / 'db.sqlite'}"}
+    )
+
+    def feeds_list(no_proxy: str) -> subprocess.CompletedProcess[str]:
+        env = {"FEEDWATCH_FETCH__NO_PROXY": no_proxy}
+        return run("feeds", "list", "--config", str(cfg), cwd=tmp_path, env=env)
+
+    ok = feeds_list("example.org, .internal")
+    assert ok.returncode == 0, ok.stderr
+    bad = feeds_list("http://proxy.example:3128")
+    assert bad.returncode == 2
+    assert bad.stderr.startswith(
+        "feedwatch: environment: FEEDWATCH_FETCH__NO_PROXY (fetch.no_proxy): "
+    ), bad.stderr
+    assert "Traceback" not in bad.stderr
+
+
 def test_feeds_add_list_remove_import_export(tmp_path: Path) -> None:
     cfg = write_config(
         tmp_path / "c.yaml", {"database": f"sqlite:///{tmp_path / 'db.sqlite'}"}
@@ -82,6 +104,70 @@ def test_feeds_add_list_remove_import_export(tmp_path: Path) -> None:
     assert gone.returncode == 1 and "https://a.example/rss" in gone.stderr
     bad = run("feeds", "add", "not-a-url", *c, cwd=tmp_path)
     assert bad.returncode == 2 and "not-a-url" in bad.stderr
+
+
+RSS = b"""<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>
+<item><guid>w1</guid><title>Heavy rain expected in Busan</title></item>
+</channel></rss>"""
+
+
+@pytest.fixture(
+    params=[
+        "fastsqlite",
+        "sqlalchemy-sqlite",
+        pytest.param("postgres", marks=pytest.mark.external_service),
+    ]
+)
+def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database for each store: FastSQLiteStore (a plain file URL), the
+    SQLAlchemy store (a URL with options) and PostgreSQL."""
+    if request.param == "fastsqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}"
+    if request.param == "sqlalchemy-sqlite":
+        return f"sqlite:///{tmp_path / 'db.sqlite'}?timeout=30"
+    databases: PgDatabases = request.getfixturevalue("pg_databases")
+    return databases.create()
+
+
+@pytest.mark.parametrize("status", [301, 308])
+def test_feeds_list_shows_the_configured_url_of_a_feed_that_moved(
+    tmp_path: Path, feed_server: FeedServer, database: str, status: int
+) -> None:
+    feed_server.set("/new.xml", RSS)
+    feed_server.set("/stays.xml", RSS)
+    feed_server.redirect("/old.xml", "/new.xml", status)
+    old, new = feed_server.url("/old.xml"), feed_server.url("/new.xml")
+    stays = feed_server.url("/stays.xml")
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        {
+            "database": database,
+            "feeds": [{"url": old}, {"url": stays}],
+            "fetch": {"allow_private_addresses": True},
+            "poll": {"processes": 1},
+            "channels": [
+                {"name": "f", "type": "file", "path": str(tmp_path / "a.jsonl")}
+            ],
+        },
+    )
+    c = ("--config", str(cfg))
+    polled = run("poll", "--once", "--all", "--no-deliver", *c, cwd=tmp_path)
+    assert polled.returncode == 0, polled.stderr
+
+    listed = run("feeds", "list", "--json", *c, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert [(r["url"], r["config_url"]) for r in rows] == [(new, old), (stays, None)]
+
+    table = run("feeds", "list", *c, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    [at] = [i for i, line in enumerate(lines) if line.split()[-2:] == [new, "(Wire)"]]
+    assert lines[at + 1] == f"         configured as {old}"
+    assert sum("configured as" in line for line in lines) == 1
+    # Listing again (config feeds are synced each time) adds no feed by the old URL.
+    again = json.loads(run("feeds", "list", "--json", *c, cwd=tmp_path).stdout)
+    assert again == rows
 
 
 def test_classify_jsonl_keeps_ids_and_prints_one_decision_per_item(

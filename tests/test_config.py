@@ -168,10 +168,113 @@ def test_missing_file_and_non_mapping(tmp_path: Path) -> None:
         load_settings(_write(tmp_path, "- a\n- b\n"))
 
 
-def test_wrong_env_value_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_env_value_names_the_variable_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _write(tmp_path, "poll:\n  concurrency: 4\n")
     monkeypatch.setenv("FEEDWATCH_POLL__CONCURRENCY", "many")
-    with pytest.raises(ConfigError, match=r"poll\.concurrency"):
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert str(info.value).startswith(
+        "environment: FEEDWATCH_POLL__CONCURRENCY (poll.concurrency): "
+    ), info.value
+    assert "'many'" in str(info.value)
+
+
+def test_a_json_variable_is_named_only_for_the_keys_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = _write(tmp_path, "poll:\n  concurrency: lots\n")
+    monkeypatch.setenv("FEEDWATCH_POLL", '{"tick": 5}')
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert str(info.value).startswith(f"{cfg}: poll.concurrency: "), info.value
+    monkeypatch.setenv("FEEDWATCH_POLL", '{"concurrency": "many"}')
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    assert str(info.value).startswith(
+        "environment: FEEDWATCH_POLL (poll.concurrency): "
+    ), info.value
+
+
+def test_a_variable_that_is_not_json_names_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FEEDWATCH_FEEDS", "https://a.example/rss")
+    with pytest.raises(ConfigError) as info:
         load_settings()
+    assert str(info.value).startswith(
+        "environment: FEEDWATCH_FEEDS (feeds): expected a JSON list or mapping: "
+    ), info.value
+
+
+@pytest.mark.parametrize(
+    ("value", "entries"),
+    [
+        ("example.org, .internal", ("example.org", ".internal")),
+        (
+            "Example.ORG .internal,10.0.0.0/8",
+            ("example.org", ".internal", "10.0.0.0/8"),
+        ),
+        ("*", ("*",)),
+        (
+            "[::1]:8080, 192.0.2.7:80 bücher.example",
+            ("[::1]:8080", "192.0.2.7:80", "bücher.example"),
+        ),
+        ('["example.org", ".internal"]', ("example.org", ".internal")),
+        (' [ "example.org" ] ', ("example.org",)),
+        ("", ()),
+    ],
+)
+def test_no_proxy_from_the_environment_as_curl_or_json(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str,
+    entries: tuple[str, ...],
+) -> None:
+    cfg = _write(tmp_path, "fetch:\n  no_proxy: [file.example]\n  timeout: 7\n")
+    monkeypatch.setenv("FEEDWATCH_FETCH__NO_PROXY", value)
+    fetch = load_settings(cfg).fetch
+    assert fetch.no_proxy == entries
+    assert fetch.timeout == 7.0  # the file's other keys survive
+
+
+def test_no_proxy_inside_a_json_variable_and_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEEDWATCH_FETCH", '{"no_proxy": "a.example b.example"}')
+    assert load_settings().fetch.no_proxy == ("a.example", "b.example")
+    monkeypatch.delenv("FEEDWATCH_FETCH")
+    cfg = _write(tmp_path, 'fetch:\n  no_proxy: \'["c.example", "d.example"]\'\n')
+    assert load_settings(cfg).fetch.no_proxy == ("c.example", "d.example")
+
+
+@pytest.mark.parametrize(
+    ("value", "fault"),
+    [
+        ("http://proxy.example:3128", "expected a host name, IP address or network"),
+        ("a.example, user@b.example", "expected a host name, IP address or network"),
+        ("'a.example','b.example'", "expected a host name, IP address or network"),
+        ("a.example;b.example", "expected a host name, IP address or network"),
+        ("10.0.0.0/40", "not an IP network: '10.0.0.0/40'"),
+        ('["a.example", "b.example"', "or a JSON list of them; not valid JSON"),
+        ('{"a.example": true}', "or a JSON list of them, not a mapping"),
+        ('["a.example", 5]', "Input should be a valid string"),
+    ],
+)
+def test_bad_no_proxy_variable_names_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str, fault: str
+) -> None:
+    cfg = _write(tmp_path, "fetch:\n  timeout: 7\n")
+    monkeypatch.setenv("FEEDWATCH_FETCH__NO_PROXY", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings(cfg)
+    message = str(info.value)
+    assert message.startswith(
+        "environment: FEEDWATCH_FETCH__NO_PROXY (fetch.no_proxy"
+    ), message
+    assert fault in message, message
+    assert str(cfg) not in message
 
 
 def test_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -516,15 +516,21 @@ def feeds_add(
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 def feeds_list(ctx: click.Context, as_json: bool) -> None:
-    """Subscriptions with their status, last error and next check."""
+    """Subscriptions with their status, last error and next check; a config feed
+    that moved permanently (301/308) also shows the URL the config lists."""
     from worker.core import make_feedwatch
 
     settings = _settings(ctx, logging_on=False)
     with make_feedwatch(settings) as fw:
         fw.sync_config_feeds()
         rows = fw.store.list_feeds()
+        moved = fw.store.moved_config_feeds()
     if as_json:
-        click.echo(json.dumps([f.model_dump(mode="json") for f in rows], indent=2))
+        listed = [
+            {**f.model_dump(mode="json"), "config_url": moved.get(f.id or 0)}
+            for f in rows
+        ]
+        click.echo(json.dumps(listed, indent=2))
         return
     for f in rows:
         nxt = f.next_check_at.strftime("%Y-%m-%d %H:%M") if f.next_check_at else "now"
@@ -532,6 +538,8 @@ def feeds_list(ctx: click.Context, as_json: bool) -> None:
         if f.title:
             line += f"  ({f.title})"
         click.echo(line)
+        if f.id in moved:
+            click.echo(f"         configured as {moved[f.id]}")
         if f.last_error:
             click.echo(f"         last error: {f.last_error}")
 

@@ -165,6 +165,16 @@ class PollSettings(_Section):
     in one process."""
 
 
+_NO_PROXY_FORMS = (
+    "expected hosts separated by commas or spaces (a.example, .internal, "
+    "10.0.0.0/8) or a JSON list of them"
+)
+# Letters, digits, "-", "_", "." of names (and IDNs), "*" and ":", "[", "]", "%"
+# of v6 addresses and ports, "/" of networks: quotes, braces, "=" are a mistake.
+_NO_PROXY_ENTRY = re.compile(r"[\w.*:%\[\]/-]+")
+_NO_PROXY_V6 = re.compile(r"\[[0-9a-f:.]+(%[\w.-]+)?\](:\d+)?", re.IGNORECASE)
+
+
 class FetchSettings(_Section):
     allow_private_addresses: bool = False
     """Allow feeds on loopback, private or link-local addresses (off: SSRF guard).
@@ -196,8 +206,9 @@ class FetchSettings(_Section):
     no_proxy: tuple[str, ...] = ()
     """Hosts fetched directly, not through the proxy: a name matches itself and
     its subdomains (``example.org``, ``.example.org``), an IP address or network
-    (``10.0.0.0/8``) URLs written with such an address, ``*`` every host. A list
-    or a comma-separated string. Loopback hosts are never fetched through a proxy."""
+    (``10.0.0.0/8``) URLs written with such an address, ``*`` every host. A list,
+    or a string as ``NO_PROXY`` is written (commas or spaces) or holding a JSON
+    list. Loopback hosts are never fetched through a proxy."""
     trust_env: bool = True
     """Honour ``HTTPS_PROXY``, ``HTTP_PROXY`` and ``ALL_PROXY`` (when ``proxy`` is
     unset) and ``NO_PROXY`` (added to ``no_proxy``), lower case first, as curl does."""
@@ -247,11 +258,34 @@ class FetchSettings(_Section):
     @field_validator("no_proxy", mode="before")
     @classmethod
     def _no_proxy_entries(cls, v: object) -> object:
+        # A string is read as NO_PROXY is, or as JSON if it looks like JSON (as an
+        # environment variable's value may be): it reaches here undecoded.
+        text = v.strip() if isinstance(v, str) else ""
+        if text.startswith(("[", "{", '"')):
+            try:
+                v = json.loads(text)
+            except ValueError as e:
+                # "[::1]:8080, .internal" is a host list that starts as JSON does.
+                first = re.split(r"[,\s]+", text, maxsplit=1)[0]
+                if not _NO_PROXY_V6.fullmatch(first):
+                    raise ValueError(
+                        f"{_NO_PROXY_FORMS}; not valid JSON: {e}"
+                    ) from None
         if isinstance(v, str):
-            return cls.split_no_proxy(v)
-        if isinstance(v, list | tuple) and all(isinstance(e, str) for e in v):
-            return cls.split_no_proxy(",".join(v))
-        return v
+            entries = cls.split_no_proxy(v)
+        elif isinstance(v, list | tuple) and all(isinstance(e, str) for e in v):
+            entries = cls.split_no_proxy(",".join(v))
+        elif isinstance(v, list | tuple):
+            return v  # pydantic names the entry that is not a string
+        else:
+            what = "a mapping" if isinstance(v, dict) else repr(v)
+            raise ValueError(f"{_NO_PROXY_FORMS}, not {what}")
+        for entry in entries:
+            if not _NO_PROXY_ENTRY.fullmatch(entry):
+                raise ValueError(
+                    f"expected a host name, IP address or network, got {entry!r}"
+                )
+        return entries
 
     @model_validator(mode="after")
     def _proxy_url(self) -> FetchSettings:
@@ -700,11 +734,32 @@ class _Collected(Exception):
 
 
 def _collect_sources(cls: type[BaseSettings], values: dict[str, Any]) -> dict[str, Any]:
+    from pydantic_settings import SettingsError
+
     try:
         cls(**values)
     except _Collected as c:
         return c.values
+    except SettingsError as e:
+        raise _undecodable_variable(e) from e
     raise AssertionError("the sources' collector did not stop before validation")
+
+
+def _undecodable_variable(e: Exception) -> ConfigError:
+    """ConfigError naming the ``FEEDWATCH_*`` variables of the field whose value
+    pydantic-settings could not read (JSON for a list or mapping)."""
+    m = re.search(r'field "(\w+)"', str(e))
+    field = m.group(1) if m else ""
+    name = f"{ENV_PREFIX}{field.upper()}"
+    found = sorted(
+        n for n in os.environ if n.upper() == name or n.upper().startswith(f"{name}__")
+    )
+    cause = f": {e.__cause__}" if e.__cause__ else ""
+    return ConfigError(
+        "environment",
+        f"{' or '.join(found) or name} ({field})" if field else "",
+        f"expected a JSON list or mapping{cause}",
+    )
 
 
 @functools.cache
@@ -715,6 +770,7 @@ def _settings_sources() -> type[BaseSettings]:
     from pydantic import ModelWrapValidatorHandler, create_model
     from pydantic_settings import (
         BaseSettings,
+        NoDecode,
         PydanticBaseSettingsSource,
         SettingsConfigDict,
     )
@@ -781,6 +837,18 @@ def _settings_sources() -> type[BaseSettings]:
     fields: dict[str, Any] = {
         name: (info.annotation, info) for name, info in Settings.model_fields.items()
     }
+    # FEEDWATCH_FETCH__NO_PROXY="a.example, .internal" as NO_PROXY is written: the
+    # env source hands the string over undecoded (NoDecode; its validator reads
+    # JSON lists too). Only the sources see this subclass; Settings validates.
+    fetch_sources = create_model(
+        "FetchSources",
+        __base__=FetchSettings,
+        no_proxy=(
+            Annotated[tuple[str, ...], NoDecode],
+            FetchSettings.model_fields["no_proxy"],
+        ),
+    )
+    fields["fetch"] = (fetch_sources, Settings.model_fields["fetch"])
     SettingsSources: type[BaseSettings] = create_model(
         "SettingsSources", __base__=Collector, **fields
     )
@@ -883,6 +951,44 @@ _CHANNEL_TYPES = {"console", "file", "webhook", "email", "apprise"}
 _SECRET_KEYS = frozenset({"token", "password", "secret", "urls"})
 
 
+def _env_variable(key: str, overrides: dict[str, Any]) -> str | None:
+    """The ``FEEDWATCH_*`` variable the value at ``key`` (a key path) came from, the
+    nearest one holding it as pydantic-settings reads them; None if it came from
+    the YAML file, the defaults or ``overrides``."""
+    parts = key.split(".") if key else []
+    if not parts or parts[0] in overrides:
+        return None
+    prefix = ENV_PREFIX.upper()
+    # pydantic-settings matches names case-insensitively.
+    names = {n.upper(): n for n in os.environ if n.upper().startswith(prefix)}
+    for i in range(len(parts), 0, -1):
+        name = prefix + "__".join(parts[:i]).upper()
+        # FEEDWATCH_<KEY> is read before FEEDWATCH_<KEY>_FILE.
+        for candidate in (name, f"{name}_FILE") if i == 1 else (name,):
+            if candidate in names and _holds(os.environ[names[candidate]], parts[i:]):
+                return names[candidate]
+    return None
+
+
+def _holds(text: str, parts: list[str]) -> bool:
+    """True if the JSON ``text`` has a value at ``parts`` (a variable holding part
+    of a section: the rest may come from the file)."""
+    if not parts:
+        return True
+    try:
+        node: Any = json.loads(text)
+    except ValueError:
+        return False
+    for part in parts:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
 def load_settings(
     path: str | os.PathLike[str] | None = None, **overrides: Any
 ) -> Settings:
@@ -917,6 +1023,9 @@ def load_settings(
         more = len(e.errors()) - 1
         if more:
             msg += f" (and {more} more problem{'s' if more > 1 else ''})"
+        var = _env_variable(key, overrides)
+        if var is not None:
+            raise ConfigError("environment", f"{var} ({key})", msg) from e
         raise ConfigError(where, key, msg) from e
     finally:
         _yaml_data = {}
