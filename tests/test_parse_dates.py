@@ -1,5 +1,6 @@
 """Dates written with month or day names in other languages, the East Asian way,
-or with numbers alone, and zone names feedparser does not know.
+with numbers alone, in ISO 8601's compact form or asctime's, zone names
+feedparser does not know, and JSON Feed's dates.
 
 A localized date used to give no date at all (the item then got its first-seen
 time); a numeric one ("2026.11.27 09:30") a made-up one (feedparser keeps the year
@@ -8,7 +9,10 @@ UTC. Real strings from the corpus and from feeds reported in other readers'
 issues, each language, offsets and zone names, garbage and ambiguous dates that
 must give no date, and English dates that must read as before, on both the fast
 path and feedparser's (and in JSON Feed); the corpora read as feedparser reads
-them but for the dates changed on purpose.
+them but for the dates changed on purpose. A compact ISO 8601 date and time
+("20261127T093000Z") read as midnight; an asctime date with a zone after the year
+as the year 900, with a name feedparser does not know as UTC. JSON Feed's dates
+were read by email.utils too, which makes dates of junk ("1 jan 1 1:1").
 """
 
 from __future__ import annotations
@@ -920,3 +924,258 @@ def test_any_date_like_text_gives_an_aware_date_or_none(text: str) -> None:
     except wp._Decline:
         return  # feedparser's turn
     assert when is None or when.tzinfo is UTC
+
+
+# -- compact ISO 8601 ------------------------------------------------------------------
+
+
+# Each: the text, the instant it names. feedparser's ISO 8601 handler read all of
+# them as midnight.
+COMPACT = [
+    ("20261127T093000Z", _utc(2026, 11, 27, 9, 30)),
+    ("20261127T0930+0900", _utc(2026, 11, 27, 0, 30)),
+    ("20261127T093000-0500", _utc(2026, 11, 27, 14, 30)),
+    ("20261127T093015+05:30", _utc(2026, 11, 27, 4, 0, 15)),
+    ("20261127T093000+09", _utc(2026, 11, 27, 0, 30)),
+    ("20261127T09:30:00+09:00", _utc(2026, 11, 27, 0, 30)),
+    ("20261127T093000.250Z", _utc(2026, 11, 27, 9, 30)),
+    ("20261127t0930z", _utc(2026, 11, 27, 9, 30)),
+    ("20261127T09Z", _utc(2026, 11, 27, 9, 0)),
+    ("20261127T093000", _utc(2026, 11, 27, 9, 30)),  # zone-less as UTC
+    ("20261231T235960Z", _utc(2027, 1, 1)),  # a leap second
+    ("20261127T240000Z", _utc(2026, 11, 28)),  # the end of the day
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), COMPACT)
+def test_compact_iso_dates_give_their_instant(text: str, expected: datetime) -> None:
+    assert _every_path(text) == expected
+    assert wp._fast_date(text) == expected
+    assert parse_feed_quick(_rss(text), URL, now=NOW) is not None
+
+
+def test_feedparser_drops_the_time_of_compact_iso_dates() -> None:
+    made_up = wp._feedparser_date("20261127T093000Z")
+    assert isinstance(made_up, tuple) and made_up[:5] == (2026, 11, 27, 0, 0)
+    # A compact date alone reads as before: midnight, UTC.
+    assert wp._feedparser_date("20261127") == made_up
+    assert _every_path("20261127") == _utc(2026, 11, 27)
+
+
+COMPACT_NO_DATE = [
+    "20261327T093000Z",  # no 13th month
+    "20260230T093000Z",  # no 30 February
+    "20261127T2500Z",  # no such hour
+    "20261127T0960Z",  # no such minute
+    "20261127T093000+2400",  # an offset of a day
+    "20261127T093000+0960",
+    "20261127T0930X",
+    "20261127T093",
+    "20261127T09:3000Z",  # basic and extended time mixed
+    "20261127T",
+    "20261127T093000Z junk",
+]
+
+
+@pytest.mark.parametrize("text", COMPACT_NO_DATE)
+def test_broken_compact_iso_dates_give_none(text: str) -> None:
+    assert wp._compact_date(text) is None
+    assert _every_path(text) is None
+
+
+# -- asctime ---------------------------------------------------------------------------
+
+
+ASCTIME = [
+    ("Fri Nov 27 09:30:00 2026", _utc(2026, 11, 27, 9, 30)),
+    ("Fri Nov  7 09:30:00 2026", _utc(2026, 11, 7, 9, 30)),
+    ("Nov 27 09:30:00 2026", _utc(2026, 11, 27, 9, 30)),
+    ("Fri Nov 27 09:30 2026", _utc(2026, 11, 27, 9, 30)),
+    ("Fri Nov 27 09:30:00 UTC 2026", _utc(2026, 11, 27, 9, 30)),
+    ("FRI NOV 27 09:30:00 GMT 2026", _utc(2026, 11, 27, 9, 30)),
+    ("Fri Nov 27 09:30:00 JST 2026", _utc(2026, 11, 27, 0, 30)),
+    ("Fri Nov 27 09:30:00 CET 2026", _utc(2026, 11, 27, 8, 30)),
+    ("Fri Nov 27 09:30:00 EST 2026", _utc(2026, 11, 27, 14, 30)),
+    ("Fri Nov 27 09:30:00 +0900 2026", _utc(2026, 11, 27, 0, 30)),
+    ("Fri Nov 27 09:30:00 2026 +0900", _utc(2026, 11, 27, 0, 30)),
+    ("Fri Nov 27 09:30:00 2026 -05:00", _utc(2026, 11, 27, 14, 30)),
+    ("Fri Nov 27 09:30:00 2026 JST", _utc(2026, 11, 27, 0, 30)),
+    ("Fri Nov 27 09:30:00 (CEST) 2026", _utc(2026, 11, 27, 7, 30)),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), ASCTIME)
+def test_asctime_dates_give_their_instant(text: str, expected: datetime) -> None:
+    assert _every_path(text) == expected
+    assert wp._fast_date(text) == expected
+    assert parse_feed_quick(_rss(text), URL, now=NOW) is not None
+
+
+def test_feedparser_misreads_asctime_zones() -> None:
+    """feedparser reads a zone after the year as the year and a zone name it
+    does not know as UTC; both read right here."""
+    year_900 = wp._feedparser_date("Fri Nov 27 09:30:00 2026 +0900")
+    assert isinstance(year_900, tuple) and year_900[0] == 900
+    as_utc = wp._feedparser_date("Fri Nov 27 09:30:00 JST 2026")
+    assert isinstance(as_utc, tuple) and as_utc[3:5] == (9, 30)
+
+
+ASCTIME_NO_DATE = [
+    "Fri Nov 27 09:30:00 XYZ 2026",  # unknown zone names, as elsewhere
+    "Fri Nov 27 09:30:00 IST 2026",
+    "Fri Nov 27 09:30:00 2026 XYZ",
+    "Fri Nov 27 09:30:00 PM 2026",
+    "Fri Nov 27 09:30:00 UTC 2026 +0900",  # two zones
+    "Fri Nov 27 09:30:00 +2400 2026",
+    "Fri Nov 31 09:30:00 2026",  # no 31 November
+    "Fri Nov 27 25:00:00 2026",
+    "Fri Foo 27 09:30:00 2026",
+    "Xyz Nov 27 09:30:00 2026",
+    "Fri Nov 27 09:30:00",
+    "Fri Nov 27 09:30:00 2026 extra text",
+]
+
+
+@pytest.mark.parametrize("text", ASCTIME_NO_DATE)
+def test_broken_asctime_dates_give_none(text: str) -> None:
+    assert wp._asctime_date(text) is None
+    assert _every_path(text) is None
+
+
+# -- JSON Feed -------------------------------------------------------------------------
+
+
+# RFC 3339, as JSON Feed has its dates, and what real feeds write instead (read
+# as the XML path reads them).
+JSON_DATES = [
+    ("2026-11-27T09:30:00Z", _utc(2026, 11, 27, 9, 30)),
+    ("2026-11-27T09:30:00+09:00", _utc(2026, 11, 27, 0, 30)),
+    ("2017-06-02T22:05:47-07:00", _utc(2017, 6, 3, 5, 5, 47)),  # real: inessential
+    ("2026-11-27t09:30:00z", _utc(2026, 11, 27, 9, 30)),
+    ("2026-11-27 09:30:00+09:00", _utc(2026, 11, 27, 0, 30)),
+    ("2026-12-31T23:59:60Z", _utc(2027, 1, 1)),
+    ("2026-11-27", _utc(2026, 11, 27)),
+    ("Fri, 31 May 2019 12:17:58 -0700", _utc(2019, 5, 31, 19, 17, 58)),  # real
+    ("Fri, 27 Nov 2026 09:30 CET", _utc(2026, 11, 27, 8, 30)),
+    ("Fri, 27 Nov 2026 09:30:00 +0100 (CET)", _utc(2026, 11, 27, 8, 30)),
+    ("Fri, 27 Nov 26 09:30:00 GMT", _utc(2026, 11, 27, 9, 30)),
+    ("Nov 27 2026 09:30:00 EST", _utc(2026, 11, 27, 14, 30)),
+    ("Fri, 27 Nov 2026 09:30:00 Etc/GMT", _utc(2026, 11, 27, 9, 30)),
+    ("20261127T093000Z", _utc(2026, 11, 27, 9, 30)),
+    ("Fri Nov 27 09:30:00 JST 2026", _utc(2026, 11, 27, 0, 30)),
+    ("2026.11.27 09:30 KST", _utc(2026, 11, 27, 0, 30)),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), JSON_DATES)
+def test_json_feed_dates(text: str, expected: datetime) -> None:
+    assert _every_path(text) == expected
+
+
+def test_json_feed_keeps_fractions_of_a_second() -> None:
+    (item,) = parse_feed(_json("2026-11-27T09:30:00.250+01:00"), URL, now=NOW).items
+    assert item.published == datetime(2026, 11, 27, 8, 30, 0, 250_000, tzinfo=UTC)
+
+
+# Strings email.utils made dates of (the JSON Feed path read them so); no date
+# now. (feedparser makes dates of most of them: the XML path is no model here.)
+JSON_JUNK = [
+    "1 jan 1 1:1",
+    "Xyz, 27 Nov 2026 09:30:00 +0000",
+    "Fri, 27 Nov 2026 09:30:00 +0000 trailing junk",
+    "27 November 99 09.30.00 foo",
+    "Fri, 27 Nov 0 09:30:00 GMT",
+    "Fri, 27 Nov 2026 09:30:00 +0160",
+]
+# Strings no reader made a date of.
+JSON_NO_DATE = [
+    "",
+    "not a date",
+    "2026",
+    "2026-02-30T09:30:00Z",
+    "2026-11-27T25:00:00Z",
+    "Fri, 31 Feb 2026 09:30:00 GMT",
+    "Fri, 27 Nov 2026 09:30:00 +9999",
+    "Fri, 27 Nov 2026 09:30:00 Etc/EST",
+    "Fri, 27 Nov 2026 09:30:00 XYZ (CET)",
+]
+
+
+@pytest.mark.parametrize("text", JSON_JUNK)
+def test_json_feed_junk_email_utils_read_gives_no_date(text: str) -> None:
+    assert _general_json_date(text) is not None
+    assert wp._from_string(text) is None
+    (item,) = parse_feed(_json(text), URL, now=NOW).items
+    assert item.published is None
+
+
+@pytest.mark.parametrize("text", JSON_NO_DATE)
+def test_json_feed_impossible_dates_give_no_date(text: str) -> None:
+    assert wp._from_string(text) is None
+    (item,) = parse_feed(_json(text), URL, now=NOW).items
+    assert item.published is None
+
+
+def test_json_feed_junk_date_published_falls_back_to_date_modified() -> None:
+    doc = {
+        "version": "https://jsonfeed.org/version/1.1",
+        "title": "J",
+        "items": [
+            {
+                "id": "1",
+                "title": "a",
+                "date_published": "1 jan 1 1:1",
+                "date_modified": "2026-11-27T09:30:00Z",
+            },
+            {"id": "2", "title": "b", "date_published": "1 jan 1 1:1"},
+        ],
+    }
+    parsed = parse_feed(json.dumps(doc).encode(), URL, now=NOW)
+    assert [i.published for i in parsed.items] == [_utc(2026, 11, 27, 9, 30), None]
+
+
+def _random_rfc822ish(rng: random.Random) -> str:
+    """An RFC 822-like string, often broken in one place or shuffled."""
+    parts = [
+        ["", "Fri,", "Fri", "fri,", "Friday,"],
+        ["27", "7", "27"],
+        ["Nov", "nov", "November", "NOV"],
+        ["2026", "2026", "26", "99"],
+        ["09:30", "09:30:00", "9:05", ""],
+        ["", "+0000", "GMT", "UTC", "EST", "JST", "CET", "-0300", "+09:00", "GMT+1"],
+        [""],
+    ]
+    broken = [
+        ["Xyz,", "Mo", "2026"],
+        ["0", "32", "2026", "Nov"],
+        ["Nov.", "Foo", "11", "27"],
+        ["0", "20266", "9"],
+        ["9:5", "09.30.00", "25:00", "9", "T09:30"],
+        ["foo", "+9999", "+2400", "PM", "Europe/Berlin", "(EST)"],
+        ["Z", "(EST)", "(JST)", "junk here", "2026"],
+    ]
+    words = [rng.choice(p) for p in parts]
+    if not words[4]:
+        words[5] = ""  # feedparser reads a zone after a date alone as the time
+    if rng.random() < 0.6:
+        where = rng.randrange(len(broken))
+        words[where] = rng.choice(broken[where])
+    if rng.random() < 0.1:
+        rng.shuffle(words)
+    return " ".join(w for w in words if w)
+
+
+def test_json_feed_reads_no_date_the_xml_path_does_not() -> None:
+    """Where the JSON Feed path reads a date in an RFC 822-like string, the
+    XML path reads the same one (it reads more: feedparser makes some up)."""
+    rng = random.Random(37)
+    dated = 0
+    for _ in range(200):
+        dates = [_random_rfc822ish(rng) for _ in range(5)]
+        xml = [i.published for i in parse_feed(_rss(*dates), URL, now=NOW).items]
+        in_json = [i.published for i in parse_feed(_json(*dates), URL, now=NOW).items]
+        for text, from_xml, from_json in zip(dates, xml, in_json, strict=True):
+            if from_json is not None:
+                dated += 1
+                assert from_json == from_xml, text
+    assert dated > 50

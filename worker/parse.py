@@ -511,24 +511,57 @@ def _from_struct(value: object) -> datetime | None:
 
 
 def _from_string(value: object) -> datetime | None:
+    """A JSON Feed date: RFC 3339, as the spec has it, and the forms the XML
+    path reads right (the other ISO 8601 forms, RFC 822, the numeric, East
+    Asian, compact and asctime forms, names in other languages); None for
+    anything else, where email.utils on its own makes dates up from junk ("1
+    jan 1 1:1", "Xyz, 27 Nov 0 09:30", a date and trailing text)."""
     if not isinstance(value, str) or not value.strip():
         return None
     text = value.strip()
+    reader = _own_reader(text)
+    if reader is not None:
+        return reader(text)
     try:
         return datetime.fromisoformat(text)
     except ValueError:
         pass
+    when = _named_date(text)
+    return _rfc2822_date(text) if when is None else when
+
+
+# RFC 822 dates _named_date does not read: a two-digit year, the month first, a
+# comment after the zone, "Etc/GMT" ("Fri, 27 Nov 26 09:30 GMT", "Nov 27 2026
+# 09:30 EST", "Fri, 27 Nov 2026 09:30 +0100 (CET)"); feedparser reads them too.
+_RFC2822 = re.compile(
+    r"(?:(?P<wday>[a-z]+),?\s+)?"
+    r"(?:[0-9]{1,2}\s+[a-z]+|[a-z]+\s+[0-9]{1,2})\s+(?:[0-9]{2}|[0-9]{4})\s+"
+    r"[0-9]{1,2}:[0-9]{2}(?::[0-9]{2})?\s+"
+    r"(?P<zone>[+-](?:[01][0-9]|2[0-3])[0-5][0-9]|(?:etc/)?[a-z]+)"
+    r"(?:\s+\([^()]*\))?\Z",
+    re.ASCII | re.IGNORECASE,
+)
+
+
+def _rfc2822_date(text: str) -> datetime | None:
+    """The date email.utils reads in an RFC 822 date _named_date does not read
+    (see _RFC2822), where the day and zone names are real ones: email.utils
+    skips any word before the day and reads a zone name it does not know as
+    UTC."""
+    m = _RFC2822.match(text)
+    if m is None:
+        return None
+    wday, zone = m["wday"], m["zone"].lower()
+    if wday is not None and wday.lower() not in _LOCAL_DAYS:
+        return None
+    if zone.startswith("etc/"):
+        zone = "gmt" if zone in ("etc/gmt", "etc/utc", "etc/ut") else ""
+    if not zone.startswith(("+", "-")) and zone not in _EMAIL_NAMES:
+        return None
     try:
-        when: datetime | None = parsedate_to_datetime(text)
+        return parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError):
-        when = None
-    if when is not None and when.tzinfo is not None:
-        return when
-    # No date, or no zone email.utils knows (read as UTC unless read here).
-    reader = _own_reader(text, email=True)
-    if reader is not None:
-        return reader(text)
-    return _named_date(text) if when is None else when
+        return None
 
 
 # Dates that name the month or the day in German, French, Spanish, Italian,
@@ -863,12 +896,18 @@ def _numeric_date(value: object) -> datetime | None:
     zone_text = m["zone"]
     if zone_text is not None and _BARE_HOURS.match(zone_text):
         zone_text += "00"  # ISO 8601's "+09"
-    zone = _local_zone(zone_text, _NUMERIC_ZONES)
+    return _rolled_over(year, month, day, clock, _local_zone(zone_text, _NUMERIC_ZONES))
+
+
+def _rolled_over(
+    year: int, month: int, day: int, clock: tuple[str, str, str], zone: tzinfo | None
+) -> datetime | None:
+    """The instant of a numeric date, None where there is no such day, time or
+    zone. 23:59:60 and 24:00 (ISO 8601's end of the day) are the next day's
+    00:00, as feedparser has them."""
     if zone is None:
         return None
     hour, minute, second = (int(f) for f in clock)
-    # 23:59:60 and 24:00 (ISO 8601's end of the day) are the next day's 00:00,
-    # as feedparser has them.
     later = timedelta()
     if second == 60:
         second, later = 59, timedelta(seconds=1)
@@ -880,38 +919,96 @@ def _numeric_date(value: object) -> datetime | None:
         return None
 
 
-def _unread_zone(text: str, email: bool) -> bool:
-    """Whether feedparser's RFC 822 handler (for ``email``, email.utils) reads the
-    zone after the time in ``text`` otherwise than _named_date does: it reads a
-    name it does not know as UTC ("CET"; garbage, where _named_date reads no
-    date), a name in parentheses too, and an offset after a name ("UTC+8") only
-    after "GMT" (email.utils nowhere)."""
+# ISO 8601's basic (compact) form with a time: "20261127T093000Z",
+# "20261127T0930+0900", the time maybe with colons. feedparser's ISO 8601 handler
+# drops the time (midnight); a compact date alone ("20261127") it reads right.
+# Anything else that starts with eight digits and a "T" gives no date.
+_COMPACT_START = re.compile(r"\s*[0-9]{8}[Tt]")
+_COMPACT_ISO = re.compile(
+    r"(?P<year>[0-9]{4})(?P<month>[0-9]{2})(?P<day>[0-9]{2})t"
+    r"(?P<hour>[0-9]{2})(?:(?P<tsep>:?)(?P<minute>[0-9]{2})"
+    r"(?:(?P=tsep)(?P<second>[0-9]{2})(?:[.,][0-9]+)?)?)?"
+    r"(?P<zone>z|[+-][0-9]{2}(?::?[0-9]{2})?)?\Z"
+)
+
+
+def _compact_date(value: object) -> datetime | None:
+    """The instant of a compact ISO 8601 date and time ("20261127T093000Z");
+    None for anything else."""
+    text = _local_text(value)
+    m = None if text is None else _COMPACT_ISO.match(text)
+    if m is None:
+        return None
+    zone_text = m["zone"]
+    if zone_text is not None and _BARE_HOURS.match(zone_text):
+        zone_text += "00"
+    clock = (m["hour"], m["minute"] or "0", m["second"] or "0")
+    zone = _local_zone(zone_text, _NUMERIC_ZONES)
+    return _rolled_over(int(m["year"]), int(m["month"]), int(m["day"]), clock, zone)
+
+
+# asctime and date(1): "Fri Nov 27 09:30:00 2026", with a zone before or after
+# the year ("... 09:30:00 UTC 2026", "... 09:30:00 2026 +0900"). feedparser reads
+# a zone after the year as the year (0900), one it does not know before it as
+# UTC. Anything else that starts with a month, a day and a time gives no date.
+_ASCTIME_START = re.compile(
+    r"\s*(?:[^\W\d_]+\.?,?\s+)?[^\W\d_]+\.?\s+[0-9]{1,2}\s+[0-9]{1,2}:[0-9]{2}"
+)
+_ASCTIME = re.compile(
+    r"(?:(?P<wday>[^\W\d_]+)\.?,?\s+)?(?P<month>[^\W\d_]+)\.?\s+"
+    r"(?P<day>[0-9]{1,2})\s+"
+    r"(?P<hour>[0-9]{1,2}):(?P<minute>[0-9]{2})(?::(?P<second>[0-9]{2}))?"
+    r"(?:\s+(?P<zone>\S+))?\s+(?P<year>[0-9]{4})(?:\s+(?P<after>\S+))?\s*\Z"
+)
+
+
+def _asctime_date(value: object) -> datetime | None:
+    """The instant of an asctime date, zone-less as UTC, a zone name read as
+    _named_date reads it; None for anything else."""
+    text = _local_text(value)
+    m = None if text is None else _ASCTIME.match(text)
+    if m is None or (m["zone"] is not None and m["after"] is not None):
+        return None
+    wday = m["wday"]
+    if wday is not None and _unaccented(wday) not in _LOCAL_DAYS:
+        return None
+    clock = (m["hour"], m["minute"], m["second"] or "0")
+    month = _LOCAL_MONTHS.get(_unaccented(m["month"]))
+    zone = _local_zone(m["zone"] or m["after"], _LOCAL_ZONES)
+    return _local_datetime(m, month, clock, zone)
+
+
+def _unread_zone(text: str) -> bool:
+    """Whether feedparser's RFC 822 handler reads the zone after the time in
+    ``text`` otherwise than _named_date does: it reads a name it does not know
+    as UTC ("CET"; garbage, where _named_date reads no date), a name in
+    parentheses too, and an offset after a name ("UTC+8") only after "GMT"."""
     m = _ZONE_AFTER_TIME.search(text)
     if m is None:
         return False
     paren, name, offset = m.groups()
     name = name.lower().removeprefix("etc/")
     if offset is not None:
-        return email or name != "gmt"
-    known = _EMAIL_NAMES if email else _FP_NAMES
-    theirs = _FP_ZONES.get(name, 0) if name in known and paren is None else 0
+        return name != "gmt"
+    theirs = _FP_ZONES.get(name, 0) if name in _FP_NAMES and paren is None else 0
     return _LOCAL_ZONES.get(name) != theirs
 
 
-def _own_reader(
-    value: object, *, email: bool = False
-) -> Callable[[object], datetime | None] | None:
-    """The reader that alone reads ``value`` where the general one (feedparser's
-    handlers; for ``email``, email.utils) makes up or misreads its date: the
-    East Asian form, the numeric forms, a zone it reads as UTC. None where the
-    general reading stands."""
+def _own_reader(value: object) -> Callable[[object], datetime | None] | None:
+    """The reader that alone reads ``value`` where feedparser's handlers make up
+    or misread its date: the East Asian form, the numeric, compact ISO 8601 and
+    asctime forms, a zone they read as UTC. None where their reading stands."""
     if not isinstance(value, str) or _RFC822_PLAIN.match(value) or _w3cdtf(value):
         return None  # the usual forms, quickly
     if _east_asian(value):
         return _cjk_date
     if _numeric(value):
         return _numeric_date
-    if _unread_zone(value, email):
+    if _COMPACT_START.match(value):
+        return _compact_date
+    if _ASCTIME_START.match(value):
+        return _asctime_date
+    if _unread_zone(value):
         return _named_date
     return None
 
