@@ -6,14 +6,16 @@ Input: settings or a file; output: Feed records for the store.
 from __future__ import annotations
 
 import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
+from typing import TYPE_CHECKING
 
 from worker.config import Settings
 from worker.errors import FeedwatchError
 from worker.models import Feed
+
+if TYPE_CHECKING:
+    import xml.etree.ElementTree as ET
 
 __all__ = ["SourceFileError", "config_feeds", "export_opml", "read_feed_list"]
 
@@ -63,6 +65,9 @@ def read_feed_list(path: str | Path, *, interval: int) -> list[Feed]:
 
 
 def _read_opml(path: Path, data: bytes, interval: int) -> list[Feed]:
+    # Imported here: a poll, which reads no OPML, need not load XML libraries.
+    import xml.etree.ElementTree as ET
+
     # defusedxml is not a dependency; expat in CPython >= 3.7.1 does not fetch
     # external entities, and we refuse DTDs outright to stop entity expansion.
     if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
@@ -108,6 +113,8 @@ def export_opml(
     feeds: Iterable[Feed], *, title: str = "feedwatch subscriptions"
 ) -> str:
     """OPML 2.0 of the feeds, tags as ``category`` so import round-trips them."""
+    from xml.sax.saxutils import quoteattr
+
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         '<opml version="2.0">',
@@ -130,4 +137,6 @@ def export_opml(
 
 
 def _esc(text: str) -> str:
+    from xml.sax.saxutils import quoteattr
+
     return quoteattr(text)[1:-1]
