@@ -13,8 +13,8 @@ its default ``poll.processes: auto`` (one poll process per CPU); ``--memory-feed
 measures memory with it and with ``processes: 1``.
 
 benchmarks/floor.py, the least a one-shot CLI poll on feedwatch's stack must do, runs
-every pass too, as a subprocess: its "floor CLI" rows bound feedwatch's CLI rows from
-below, so a target the floor misses cannot be met through the CLI on this machine.
+every pass too, as a subprocess, in one process and in two ("floor CLI" rows): what a
+command on this stack cannot go below on this machine.
 """
 
 from __future__ import annotations
@@ -216,11 +216,15 @@ def floor_setup(base: str, feeds: int) -> tuple[tempfile.TemporaryDirectory[str]
     return tmp, db
 
 
-def floor_poll(db: Path) -> tuple[float, dict[str, Any]]:
+FLOORS = {"floor": (), "floor2": ("--processes=2",)}
+"""The floor contenders: one process, and two as feedwatch runs here."""
+
+
+def floor_poll(db: Path, *options: str) -> tuple[float, dict[str, Any]]:
     """One timed pass of benchmarks/floor.py as a subprocess (start-up included)."""
     started = time.perf_counter()
     res = subprocess.run(
-        [PYTHON, str(HERE / "floor.py"), str(db)],
+        [PYTHON, str(HERE / "floor.py"), str(db), *options],
         capture_output=True,
         text=True,
         check=True,
@@ -261,7 +265,7 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
         for rep in range(reps):
             fw_tmp, config = fw_setup(base, feeds)
             rd_tmp, r = reader_setup(base, feeds)
-            fl_tmp, floor_db = floor_setup(base, feeds)
+            floors = {name: floor_setup(base, feeds) for name in FLOORS}
             try:
                 expected = admin(base, "stats")["total_items"]
                 t, out, _ = fw_poll(config)
@@ -274,10 +278,11 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
                 got = r.get_entry_counts().total
                 if got != expected:
                     checks.append(f"rep {rep} first: reader stored {got} vs {expected}")
-                t, out = floor_poll(floor_db)
-                note("floor first", t)
-                if out["new_items"] != expected:
-                    checks.append(f"rep {rep} first: floor {out} vs {expected}")
+                for name, (_, db) in floors.items():
+                    t, out = floor_poll(db, *FLOORS[name])
+                    note(f"{name} first", t)
+                    if out["new_items"] != expected:
+                        checks.append(f"rep {rep} first: {name} {out} vs {expected}")
 
                 admin(base, "tick?fraction=0.1")
                 t, out, _ = fw_poll(config)
@@ -288,10 +293,11 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
                 total = admin(base, "stats")["total_items"]
                 if r.get_entry_counts().total != total:
                     checks.append(f"rep {rep} changed10: reader count off")
-                t, out = floor_poll(floor_db)
-                note("floor changed10", t)
-                if out["new_items"] != total - expected:
-                    checks.append(f"rep {rep} changed10: floor {out}")
+                for name, (_, db) in floors.items():
+                    t, out = floor_poll(db, *FLOORS[name])
+                    note(f"{name} changed10", t)
+                    if out["new_items"] != total - expected:
+                        checks.append(f"rep {rep} changed10: {name} {out}")
 
                 t, out, _ = fw_poll(config)
                 note("feedwatch unchanged", t)
@@ -300,40 +306,45 @@ def run(feeds: int, reps: int) -> dict[str, Any]:
                 if out.get("not_modified") != feeds:
                     checks.append(f"rep {rep} unchanged: feedwatch {out}")
                 note("reader unchanged", reader_update(r))
-                t, out = floor_poll(floor_db)
-                note("floor unchanged", t)
-                if out["not_modified"] != feeds:
-                    checks.append(f"rep {rep} unchanged: floor {out}")
+                for name, (_, db) in floors.items():
+                    t, out = floor_poll(db, *FLOORS[name])
+                    note(f"{name} unchanged", t)
+                    if out["not_modified"] != feeds:
+                        checks.append(f"rep {rep} unchanged: {name} {out}")
             finally:
                 r.close()
                 fw_tmp.cleanup()
                 rd_tmp.cleanup()
-                fl_tmp.cleanup()
+                for tmp, _ in floors.values():
+                    tmp.cleanup()
 
     with feed_server(feeds, validators=False) as base:
         for rep in range(reps):
             fw_tmp, config = fw_setup(base, feeds)
             rd_tmp, r = reader_setup(base, feeds)
-            fl_tmp, floor_db = floor_setup(base, feeds)
+            floors = {name: floor_setup(base, feeds) for name in FLOORS}
             try:
                 fw_poll(config)
                 reader_update(r)
-                floor_poll(floor_db)
+                for name, (_, db) in floors.items():
+                    floor_poll(db, *FLOORS[name])
                 t, out, _ = fw_poll(config)
                 note("feedwatch unchanged-novalidators", t)
                 note("pass feedwatch unchanged-novalidators", out.get("seconds", t))
                 if out.get("not_modified") != feeds:
                     checks.append(f"rep {rep} novalidators: feedwatch {out}")
                 note("reader unchanged-novalidators", reader_update(r))
-                t, out = floor_poll(floor_db)
-                note("floor unchanged-novalidators", t)
-                if out["new_items"] != 0:
-                    checks.append(f"rep {rep} novalidators: floor {out}")
+                for name, (_, db) in floors.items():
+                    t, out = floor_poll(db, *FLOORS[name])
+                    note(f"{name} unchanged-novalidators", t)
+                    if out["new_items"] != 0:
+                        checks.append(f"rep {rep} novalidators: {name} {out}")
             finally:
                 r.close()
                 fw_tmp.cleanup()
                 rd_tmp.cleanup()
-                fl_tmp.cleanup()
+                for tmp, _ in floors.values():
+                    tmp.cleanup()
     return {
         "feeds": feeds,
         "reps": reps,
@@ -387,19 +398,19 @@ def report(res: dict[str, Any]) -> str:
             ("CLI", f"feedwatch {step}"),
             ("pass", f"pass feedwatch {step}"),
             ("floor CLI", f"floor {step}"),
+            ("2-process floor CLI", f"floor2 {step}"),
         ):
             fw = res["seconds"].get(key)
             rd = res["seconds"].get(f"reader {step}")
             if fw and rd:
                 rows.append(_row(f"{step} ({label})", n, fw, rd, target))
-    rows += ["", "| pass | feedwatch CLI s | floor CLI s | floor / feedwatch |"]
+    rows += ["", "| pass | feedwatch CLI s | floor CLI s | 2-process floor CLI s |"]
     rows.append("|---|---:|---:|---:|")
     for step in targets:
-        fw = res["seconds"].get(f"feedwatch {step}")
-        fl = res["seconds"].get(f"floor {step}")
-        if fw and fl:
-            a, b = statistics.median(fw), statistics.median(fl)
-            rows.append(f"| {step} | {a:.2f} | {b:.2f} | {b / a:.2f} |")
+        times = [res["seconds"].get(f"{k} {step}") for k in ("feedwatch", *FLOORS)]
+        if all(times):
+            cells = " | ".join(f"{statistics.median(t):.2f}" for t in times if t)
+            rows.append(f"| {step} | {cells} |")
     return "\n".join(rows)
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from feedserver import FeedServer
 
 FLOOR = Path(__file__).resolve().parents[1] / "benchmarks" / "floor.py"
@@ -41,8 +42,9 @@ def _floor(*args: str) -> dict[str, int]:
     return json.loads(out) if out else {}
 
 
+@pytest.mark.parametrize("options", [(), ("--processes=2",)])
 def test_floor_stores_new_entries_and_skips_unchanged(
-    feed_server: FeedServer, tmp_path: Path
+    feed_server: FeedServer, tmp_path: Path, options: tuple[str, ...]
 ) -> None:
     db = tmp_path / "floor.sqlite"
     feed_server.set("/feed/0", _rss("a", "b"))
@@ -50,15 +52,15 @@ def test_floor_stores_new_entries_and_skips_unchanged(
     feed_server.set("/feed/2", _rss("c"), etag=False, last_modified=False)
     _floor("--setup", str(db), feed_server.url("").rstrip("/"), "3")
 
-    first = _floor(str(db))
+    first = _floor(str(db), *options)
     assert (first["feeds"], first["new_items"], first["not_modified"]) == (3, 4, 0)
 
     feed_server.set("/feed/0", _rss("new", "a", "b"))
-    changed = _floor(str(db))
+    changed = _floor(str(db), *options)
     # feed 2 has no validators: a 200 with the same body, not parsed again
     assert (changed["new_items"], changed["not_modified"]) == (1, 1)
 
-    unchanged = _floor(str(db))
+    unchanged = _floor(str(db), *options)
     assert (unchanged["new_items"], unchanged["not_modified"]) == (0, 2)
     assert len(feed_server.requests_for("/feed/2")) == 3
 
