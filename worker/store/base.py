@@ -77,8 +77,8 @@ def lost_lease(
     if owner == lease.owner and claimed_at == lease.claimed_at:
         return False
     log.warning(
-        "poll of %s claimed by %s at %s outlived its lease (now %s): its feed state "
-        "is dropped, its items are kept",
+        "poll (or WebSub push) of %s claimed by %s at %s outlived its lease (now "
+        "%s): its feed state is dropped, its items are kept",
         feed.url,
         lease.owner,
         lease.claimed_at.isoformat(),
