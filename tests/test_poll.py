@@ -120,6 +120,53 @@ async def test_only_new_items_are_stored_and_classified(
     assert fw.store.count_items() == 2
 
 
+async def test_changed_feeds_are_read_past_their_stored_entries_within_bounds(
+    feed_server: FeedServer, fw_factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed feed's stored entries are looked up before its entries are read;
+    at most LOOKUP_DOCS documents wait for a lookup at once, and a body over
+    LOOKUP_MAX_BODY is read whole, without one."""
+    import asyncio
+
+    import worker.poll as wp
+
+    calls: list[int] = []
+    in_flight = [0, 0]  # now, most
+    read_unknown = wp._parse_unknown
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        calls.append(1)
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        try:
+            await asyncio.sleep(0.05)  # lets other documents try to start meanwhile
+            return await read_unknown(*args, **kwargs)  # type: ignore[arg-type]
+        finally:
+            in_flight[0] -= 1
+
+    monkeypatch.setattr(wp, "_parse_unknown", counted)
+    monkeypatch.setattr(wp, "LOOKUP_DOCS", 2)
+    paths = [f"/{n}.xml" for n in range(5)]
+    for n, path in enumerate(paths):
+        feed_server.set(path, rss((f"w{n}", *WEATHER)))
+    fw = fw_factory([feed_server.url(p) for p in paths])
+    first = await poll_once(fw, all_feeds=True)
+    assert (first.new_items, calls) == (5, [])  # nothing stored to look up yet
+
+    for n, path in enumerate(paths):
+        feed_server.set(path, rss((f"s{n}", *SUMMIT), (f"w{n}", *WEATHER)))
+    changed = await poll_once(fw, all_feeds=True)
+    assert (changed.new_items, len(calls), in_flight[1]) == (5, 5, 2)
+
+    calls.clear()
+    monkeypatch.setattr(wp, "LOOKUP_MAX_BODY", 100)
+    for n, path in enumerate(paths):
+        feed_server.set(path, rss((f"t{n}", *WEATHER), (f"w{n}", *WEATHER)))
+    large = await poll_once(fw, all_feeds=True)
+    assert (large.new_items, calls) == (5, [])
+    assert fw.store.count_items() == 15
+
+
 async def test_a_failing_feed_backs_off_and_does_not_stop_the_others(
     feed_server: FeedServer, fw_factory
 ) -> None:

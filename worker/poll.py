@@ -27,7 +27,7 @@ from worker.config import FeedSettings, Settings
 from worker.errors import FeedError, FetchError, NotFoundError, StoreError
 from worker.fetch import Fetched, Fetcher, NotModified, freshness_lifetime
 from worker.models import Decision, Feed, FeedStatus, Item, Story, utcnow
-from worker.parse import ParsedFeed, QuickParse, parse_feed
+from worker.parse import ParsedFeed, QuickParse, parse_feed, parse_feed_quick
 from worker.store.base import (
     AlertRecord,
     Lease,
@@ -72,6 +72,12 @@ POOL_CHUNKS = 4
 POOL_CHUNK = 125
 """Most feeds in one poll process's chunk: each process holds a chunk's items, so
 they are half ``RECORD_CHUNK`` (a first poll of 10,000 feeds: see BENCHMARKS.md)."""
+LOOKUP_MAX_BODY = 512 * 1024
+"""A changed body up to this size is read in two steps, its stored entries left out
+unread; a larger one is read whole, without holding its parsed tree over an await."""
+LOOKUP_DOCS = 4
+"""Most documents of a batch held parsed while their guids are looked up (lxml's
+tree of a 512 KiB feed is a few MB)."""
 
 
 @dataclass
@@ -259,6 +265,19 @@ class _HandOff(Exception):
         self.intent = intent
 
 
+@dataclass(frozen=True)
+class _Lookup:
+    """What lets a poll leave out the entries a changed feed already has: the store
+    to look their guids up in, and a bound on the documents held parsed meanwhile."""
+
+    store: Store
+    held: asyncio.Semaphore
+
+    @classmethod
+    def new(cls, store: Store) -> _Lookup:
+        return cls(store, asyncio.Semaphore(LOOKUP_DOCS))
+
+
 async def _fetch_one(
     fetcher: Fetcher,
     feed: Feed,
@@ -266,7 +285,7 @@ async def _fetch_one(
     now: datetime,
     *,
     hubs: bool = False,
-    store: Store | None = None,
+    lookup: _Lookup | None = None,
 ) -> _Fetch:
     out = _Fetch(feed)
     async with sem:
@@ -281,7 +300,7 @@ async def _fetch_one(
     if isinstance(res, Fetched):
         if res.body_hash != feed.body_hash:
             try:
-                out.parsed = await _parse_fetched(res, feed, now, store)
+                out.parsed = await _parse_fetched(res, feed, now, lookup)
             except FeedError as e:
                 out.error = e
             if hubs and out.parsed is not None:
@@ -292,23 +311,25 @@ async def _fetch_one(
 
 
 async def _parse_fetched(
-    res: Fetched, feed: Feed, now: datetime, store: Store | None = None
+    res: Fetched, feed: Feed, now: datetime, lookup: _Lookup | None = None
 ) -> ParsedFeed:
-    """A fetched (or pushed) body's items; raises FeedError. With ``store``, the
+    """A fetched (or pushed) body's items; raises FeedError. With ``lookup``, the
     entries of a feed fetched before that it already has are left out unread
-    (most of a changed feed; their guids are looked up first)."""
+    (most of a changed feed)."""
     # The lxml fast path runs inline (well under a millisecond); documents
     # it declines go to feedparser in a thread, off the event loop.
-    quick = QuickParse(
-        res.body, res.url, content_type=res.content_type, source=feed.title, now=now
-    )
-    skip: Container[str] = frozenset()
-    if store is not None and feed.id is not None and feed.body_hash is not None:
-        ids = quick.ids
-        if ids:
-            found = await asyncio.to_thread(store.known_item_ids_many, {feed.id: ids})
-            skip = found.get(feed.id, skip)
-    parsed = quick.result(skip)
+    if (
+        lookup is not None
+        and feed.id is not None
+        and feed.body_hash is not None
+        and len(res.body) <= LOOKUP_MAX_BODY
+    ):
+        async with lookup.held:
+            parsed = await _parse_unknown(res, feed, feed.id, now, lookup.store)
+    else:
+        parsed = parse_feed_quick(
+            res.body, res.url, content_type=res.content_type, source=feed.title, now=now
+        )
     if parsed is None:
         parsed = await asyncio.to_thread(
             parse_feed,
@@ -320,6 +341,23 @@ async def _parse_fetched(
             fast=False,
         )
     return parsed
+
+
+async def _parse_unknown(
+    res: Fetched, feed: Feed, feed_id: int, now: datetime, store: Store
+) -> ParsedFeed | None:
+    """The fast path's read of the entries whose guids the store does not have
+    (looked up between its two steps); None when feedparser must read the feed.
+    The parsed document lives only as long as this call."""
+    quick = QuickParse(
+        res.body, res.url, content_type=res.content_type, source=feed.title, now=now
+    )
+    skip: Container[str] = frozenset()
+    ids = quick.ids
+    if ids:
+        found = await asyncio.to_thread(store.known_item_ids_many, {feed_id: ids})
+        skip = found.get(feed_id, skip)
+    return quick.result(skip)
 
 
 def _error_kind(err: FeedError) -> str:
@@ -580,11 +618,9 @@ async def _poll_batch(
     p: _Pass, feeds: Sequence[Feed], fetcher: Fetcher, sem: asyncio.Semaphore
 ) -> None:
     hubs = p.fw.settings.api.websub
+    lookup = _Lookup.new(p.fw.store)
     fetched = await asyncio.gather(
-        *(
-            _fetch_one(fetcher, f, sem, p.now, hubs=hubs, store=p.fw.store)
-            for f in feeds
-        )
+        *(_fetch_one(fetcher, f, sem, p.now, hubs=hubs, lookup=lookup) for f in feeds)
     )
     await _record_batch(p, fetched)
     found = {f.feed.id: f.hub for f in fetched if f.hub and f.feed.id is not None}
