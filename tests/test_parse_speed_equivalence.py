@@ -375,7 +375,11 @@ def test_ids_are_the_guid_identities_of_the_items() -> None:
 def test_a_skipped_entry_that_would_decline_is_not_read() -> None:
     """Skipping never reads a stored entry, so one the fast path would hand to
     feedparser does not decline the document; two guids do not give an id."""
-    odd = "<item><guid isPermaLink='false'>old</guid><title>old</title><x:y xmlns:x='urn:x'><z/></x:y></item>"
+    odd = (
+        "<item><guid isPermaLink='false'>old</guid><title>old</title>"
+        "<m:group xmlns:m='http://search.yahoo.com/mrss/'><m:title>t</m:title>"
+        "</m:group></item>"
+    )
     twice = "<item><guid>t1</guid><guid>t2</guid><title>t</title></item>"
     body = _rss(odd + "<item><guid>new</guid><title>new</title></item>")
     quick = wp.QuickParse(body, "http://x.example/feed", now=NOW)
@@ -413,6 +417,8 @@ def _rss(channel: str, ns: str = "") -> bytes:
 _ITEM = "<item><title>a</title><link>http://x.example/a</link>{}</item>"
 _DC = ' xmlns:dc="http://purl.org/dc/elements/1.1/"'
 _ATOM_NS = ' xmlns:atom="http://www.w3.org/2005/Atom"'
+_MEDIA = ' xmlns:media="http://search.yahoo.com/mrss/"'
+_VIDEO = '<media:content url="http://x.example/v.mp4"/>'
 _STRAY_ITEM = (
     '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
     f"</channel>{_ITEM.format('')}</rss>"
@@ -435,6 +441,41 @@ _STRAY_ITEM = (
         (_rss("<dc:title>U</dc:title>" + _ITEM.format(""), _DC), False),
         (_rss("<entry/>" + _ITEM.format("")), False),
         (_STRAY_ITEM, False),
+        # containers: read if everything inside has a harmless handler too
+        (_rss(_ITEM.format(f"<media:group>{_VIDEO * 2}</media:group>"), _MEDIA), True),
+        (
+            _rss(
+                _ITEM.format(
+                    '<media:content url="http://x.example/p.jpg">'
+                    "<media:credit>AP</media:credit></media:content>"
+                ),
+                _MEDIA,
+            ),
+            True,
+        ),
+        (_rss(_ITEM.format("<x:y xmlns:x='urn:x'><z>1</z><z/></x:y>")), True),
+        (
+            _rss(
+                _ITEM.format("<media:group><media:title>t</media:title></media:group>"),
+                _MEDIA,
+            ),
+            False,
+        ),
+        (
+            _rss(
+                _ITEM.format(
+                    "<media:group><media:content url='/v'><media:description>d"
+                    "</media:description></media:content></media:group>"
+                ),
+                _MEDIA,
+            ),
+            False,
+        ),
+        (_rss(_ITEM.format("<x:y xmlns:x='urn:x'><title>t</title></x:y>")), False),
+        (
+            _rss(_ITEM.format("<x:y xmlns:x='urn:x'><z><link>/l</link></z></x:y>")),
+            False,
+        ),
     ],
 )
 def test_fast_path_accepts_and_declines_as_before(body: bytes, quick: bool) -> None:

@@ -1539,6 +1539,7 @@ _FP_HARMLESS = frozenset(
     dc_creator dc_subject dc_rights dc_publisher dc_language dc_contributor
     dc_author media_thumbnail media_content media_credit media_category
     media_keywords media_rating media_license media_player media_restriction
+    media_group
     creativecommons_license cc_license itunes_author itunes_explicit
     itunes_keywords itunes_image itunes_block itunes_category georss_point
     georss_line georss_polygon georss_box""".split()
@@ -1832,7 +1833,8 @@ _RISKY_SEED: dict[str, bool] = {
             "restriction",
             False,
         ),
-        (_NS_MEDIA, "group title description", True),
+        (_NS_MEDIA, "group", False),  # its handler does nothing
+        (_NS_MEDIA, "title description", True),
         (
             "http://www.itunes.com/dtds/podcast-1.0.dtd",
             "author explicit keywords image block category duration episode "
@@ -1900,6 +1902,16 @@ def _risky(tag: str, el: Any) -> bool:
     return risky
 
 
+def _harmless_inside(el: Any) -> bool:
+    """Whether every element inside ``el`` has a handler that leaves the fields we
+    read alone (a <media:content> in a <media:group>, a <media:credit> in that)."""
+    for inner in el.iterdescendants():
+        tag = inner.tag
+        if isinstance(tag, str) and _risky(tag, inner):
+            return False
+    return True
+
+
 def _fast_guid(
     el: Any, guid_el: Any, fmt: str, base: str
 ) -> tuple[str | None, str | None]:
@@ -1962,8 +1974,13 @@ def _fast_entry(el: Any, fmt: str, base: str, now: datetime) -> _Fields:
         known = table.get(tag)
         if known is None:
             # Comments and processing instructions (tags that are not str) are
-            # skipped; any other element must be a leaf with a harmless handler.
-            if isinstance(tag, str) and (len(child) or _risky(tag, child)):
+            # skipped; any other element must have a harmless handler, and so
+            # must everything in it (feedparser handles nested elements as if
+            # they were the entry's own: a <media:title> in a <media:group>
+            # would set the title).
+            if isinstance(tag, str) and (
+                _risky(tag, child) or (len(child) and not _harmless_inside(child))
+            ):
                 raise _Decline
             continue
         action, role = known
