@@ -208,6 +208,22 @@ def test_fp_fixups_matches_its_plain_form() -> None:
         assert wp._fp_fixups(text) == _reference_fixups(text), repr(text)
 
 
+def test_fp_urljoin_shortcut_matches_feedparsers_urljoin() -> None:
+    """Absolute URLs skip urljoin's parsing only where its answer is the URL itself:
+    never with brackets in the host, which it may refuse (feedparser then gives "")."""
+    from feedparser.urls import _urljoin  # type: ignore[import-untyped]
+
+    rng = random.Random(23)
+    bases = ["http://x.example/feed", "https://x.example/a/b", "http:///x.example/"]
+    heads = ["http:", "https:", "HTTP:", "ftp:", "mailto:", "", "//", "/"]
+    hosts = ["//h.example", "//[::1]:8", "//a.c[o.test", "//b]x", "//", "///h", ""]
+    tails = ["", "/p", "/p?", "/p#", "/p?#f", "?q=[1]", " /s", "/\tt", "#"]
+    for _ in range(5_000):
+        uri = rng.choice(heads) + rng.choice(hosts) + rng.choice(tails)
+        base = rng.choice(bases)
+        assert wp._fp_urljoin(base, uri) == _urljoin(base, uri), (base, uri)
+
+
 def test_tracking_and_netloc_memos_match_fresh_values() -> None:
     rng = random.Random(19)
     keys = ["utm_source", "UTM_x", "%75tm_a", " fbclid", "id", "a%", "ref_src", "x"]
@@ -419,6 +435,20 @@ _DC = ' xmlns:dc="http://purl.org/dc/elements/1.1/"'
 _ATOM_NS = ' xmlns:atom="http://www.w3.org/2005/Atom"'
 _MEDIA = ' xmlns:media="http://search.yahoo.com/mrss/"'
 _VIDEO = '<media:content url="http://x.example/v.mp4"/>'
+_REL_ITEM = (
+    "<item><title>a</title><link>rel/a</link><guid>g/1</guid>"
+    "<description>&lt;a href='x'&gt;d&lt;/a&gt;</description></item>"
+)
+_BASED_CHANNEL = (
+    '<?xml version="1.0"?><rss version="2.0"><channel xml:base="http://c.example/">'
+    f"<title>T</title><link>home</link>{_REL_ITEM}</channel></rss>"
+).encode()
+_BASED_ATOM = (
+    b'<feed xmlns="http://www.w3.org/2005/Atom" xml:base="http://a.example/blog/">'
+    b'<title>T</title><link href="/"/><entry><title>e</title><id>e/1</id>'
+    b'<link href="2026/post"/><content type="html" xml:base="/c/">&lt;p&gt;x'
+    b"&lt;/p&gt;</content></entry></feed>"
+)
 _STRAY_ITEM = (
     '<?xml version="1.0"?><rss version="2.0"><channel><title>T</title>'
     f"</channel>{_ITEM.format('')}</rss>"
@@ -476,6 +506,21 @@ _STRAY_ITEM = (
             _rss(_ITEM.format("<x:y xmlns:x='urn:x'><z><link>/l</link></z></x:y>")),
             False,
         ),
+        # xml:base: links resolve against the root's or the channel's; elsewhere
+        # only on text-only elements
+        (_rss(_REL_ITEM, ' xml:base="http://b.example/dir/"'), True),
+        (_rss(_REL_ITEM, ' xml:base="/other/"'), True),
+        (_rss(_REL_ITEM, ' xml:base=""'), True),
+        (_BASED_CHANNEL, True),
+        (_BASED_ATOM, True),
+        (
+            _rss(_REL_ITEM.replace("<description>", '<description xml:base="/d/">')),
+            True,
+        ),
+        (_rss(_REL_ITEM.replace("<item>", '<item xml:base="/i/">')), False),
+        (_rss(_REL_ITEM.replace("<link>", '<link xml:base="/l/">')), False),
+        (_rss(_REL_ITEM.replace("<item>", '<item base="/i/">')), False),
+        (_rss(_REL_ITEM, ' xml:base="javascript:alert(1)"'), False),
     ],
 )
 def test_fast_path_accepts_and_declines_as_before(body: bytes, quick: bool) -> None:

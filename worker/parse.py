@@ -1586,6 +1586,7 @@ _C1_CHAR = re.compile("[\x80-\x9f]")
 _URIFIXER = re.compile(r"^([A-Za-z][A-Za-z0-9+-.]*://)(/*)(.*?)")
 _ABSOLUTE = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//[^/?#\s]+)?")
 _URL_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
+_BRACKETS = re.compile(r"[\[\]]")
 _LINK_ENTITY = re.compile(r"&([A-Za-z0-9_]+);")
 _RFC822 = re.compile(
     r"^(?:(?:mon|tue|wed|thu|fri|sat|sun),\s*)?\d{1,2}\s+"
@@ -1661,11 +1662,17 @@ def _fp_urljoin(base: str, uri: str) -> str:
     # same scheme re-assembled from its parts (the same string unless it ends in
     # an empty "?" or "#"); skip its parsing for those.
     m = _ABSOLUTE.match(uri)
-    if m and not _URL_UNSAFE.search(uri):
+    # (Brackets in the host are checked by urljoin, which may refuse them.)
+    if m and not _URL_UNSAFE.search(uri) and not _BRACKETS.search(m.group(2) or ""):
         scheme = m.group(1).lower()
         if not base.lower().startswith(scheme + ":"):
             return uri
-        if m.group(2) and not uri.endswith(("?", "#")) and "?#" not in uri:
+        if (
+            m.group(2)
+            and m.group(1) == scheme  # urljoin writes it in lower case
+            and not uri.endswith(("?", "#"))
+            and "?#" not in uri
+        ):
             return uri
     try:
         return urllib.parse.urljoin(base, uri)
@@ -2131,7 +2138,7 @@ def _fast_prepare(body: bytes, url: str, content_type: str | None) -> _FastDoc |
         cs = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
         if cs and cs.group(1).lower() not in _UTF8_NAMES:
             return None
-    if b"<!DOCTYPE" in head.upper() or b"xml:base" in body or b"\0" in head:
+    if b"<!DOCTYPE" in head.upper() or b"\0" in head:
         return None
     try:
         from lxml import etree
@@ -2142,9 +2149,58 @@ def _fast_prepare(body: bytes, url: str, content_type: str | None) -> _FastDoc |
     except (etree.XMLSyntaxError, ValueError):
         return None
     try:
+        if (
+            b"base=" in body
+        ):  # xml:base, or a plain base attribute (feedparser reads both)
+            url = _xml_base(root, url)
         return _fast_head(root, url)
     except _Decline:
         return None
+
+
+_XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+# Elements whose content we read as text only: an xml:base on them changes only the
+# links inside their HTML, which the text leaves out.
+_TEXT_ONLY = frozenset(
+    {"title", "description", "summary", "content", "encoded", "subtitle", "tagline"}
+)
+
+
+def _xml_base(root: Any, url: str) -> str:
+    """The URL the document's links resolve against: ``url``, or where the xml:base
+    of its root or RSS channel points; _Decline for an xml:base anywhere else a
+    link we read may be under (or on the root and the channel both), a plain
+    ``base`` attribute, or a base feedparser would not take (not http or https)."""
+    if root.xpath("boolean(//*[@base])"):
+        raise _Decline
+    head: str | None = None
+    for el in root.xpath("//*[@xml:base]"):
+        parent = el.getparent()
+        if el is root or (parent is root and el.tag == "channel"):
+            value = el.get(_XML_BASE)
+            if not value:
+                continue  # feedparser keeps the base it has
+            if head is not None:
+                raise _Decline
+            # feedparser joins the root's base to the feed's URL as given, and a
+            # channel's to that URL with slashes collapsed (the root's own base).
+            start = url if el is root else _URIFIXER.sub(r"\1\3", url)
+            head = _fp_urljoin(start, value)
+        elif not (
+            isinstance(el.tag, str)
+            and el.tag.rpartition("}")[2] in _TEXT_ONLY
+            and len(el) == 0
+        ):
+            raise _Decline
+    if head is None:
+        return url
+    try:
+        scheme = urllib.parse.urlsplit(head).scheme.lower()
+    except ValueError:
+        raise _Decline from None
+    if scheme not in ("http", "https"):
+        raise _Decline
+    return head
 
 
 _HEAD_NAMES = frozenset({"title", "link", "ttl", "item", "entry", "channel"})
