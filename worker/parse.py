@@ -2149,9 +2149,8 @@ def _fast_prepare(body: bytes, url: str, content_type: str | None) -> _FastDoc |
     except (etree.XMLSyntaxError, ValueError):
         return None
     try:
-        if (
-            b"base=" in body
-        ):  # xml:base, or a plain base attribute (feedparser reads both)
+        # xml:base, or a plain base attribute: feedparser reads both.
+        if b"base" in body:
             url = _xml_base(root, url)
         return _fast_head(root, url)
     except _Decline:
