@@ -5,6 +5,7 @@ RSS/Atom/RDF via feedparser, JSON Feed via ``json``; plain text, canonical links
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import html
 import html.entities
@@ -1630,6 +1631,18 @@ _W3CDTF = re.compile(
 )
 _ENCODING_DECL = re.compile(rb"""^<\?xml[^>]*encoding\s*=\s*["']([A-Za-z0-9._-]+)""")
 _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
+# Single-byte encodings that lxml decodes as Python's codecs (feedparser's) do, by
+# declared name, with the bytes Python leaves undefined in them: a document holding
+# one goes to feedparser (which would then try other encodings).
+_SINGLE_BYTE: dict[str, tuple[bytes, ...]] = {
+    **dict.fromkeys(("iso-8859-1", "iso8859-1", "latin1"), ()),
+    **dict.fromkeys(("iso-8859-15", "iso8859-15"), ()),
+    **dict.fromkeys(
+        ("windows-1252", "cp1252"),
+        (b"\x81", b"\x8d", b"\x8f", b"\x90", b"\x9d"),
+    ),
+    **dict.fromkeys(("windows-1251", "cp1251"), (b"\x98",)),
+}
 _CLOSE_TAG_OR_ENTITY = re.compile(r"</\w+>|&#?\w+;")
 _ANY_TAG = re.compile(r"</?(\w+)")
 _NAMED_ENTITY = re.compile(r"&(\w+);")
@@ -2129,15 +2142,11 @@ def _fast_prepare(body: bytes, url: str, content_type: str | None) -> _FastDoc |
     """The document parsed by lxml with its head read, or None if feedparser must
     read it."""
     head = body[:1024].lstrip()
-    if head.startswith(b"\xef\xbb\xbf"):
+    bom = head.startswith(b"\xef\xbb\xbf")
+    if bom:
         head = head[3:]
-    m = _ENCODING_DECL.match(head)
-    if m and m.group(1).decode("ascii").lower() not in _UTF8_NAMES:
+    if not _fast_encoding(head, body, content_type, bom):
         return None
-    if content_type:
-        cs = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
-        if cs and cs.group(1).lower() not in _UTF8_NAMES:
-            return None
     if b"<!DOCTYPE" in head.upper() or b"\0" in head:
         return None
     try:
@@ -2155,6 +2164,32 @@ def _fast_prepare(body: bytes, url: str, content_type: str | None) -> _FastDoc |
         return _fast_head(root, url)
     except _Decline:
         return None
+
+
+def _fast_encoding(
+    head: bytes, body: bytes, content_type: str | None, bom: bool
+) -> bool:
+    """Whether lxml decodes the document as feedparser would: UTF-8 (or ASCII), or
+    a single-byte encoding both read alike, declared by the document and not
+    contradicted by the HTTP charset (which feedparser would try first)."""
+    m = _ENCODING_DECL.match(head)
+    declared = m.group(1).decode("ascii").lower() if m else None
+    http: str | None = None
+    if content_type:
+        cs = re.search(r"charset\s*=\s*[\"']?([\w.:-]+)", content_type, re.IGNORECASE)
+        http = cs.group(1).lower() if cs else None
+    if declared is None or declared in _UTF8_NAMES:
+        return http is None or http in _UTF8_NAMES
+    undefined = _SINGLE_BYTE.get(declared)
+    if undefined is None or bom:
+        return False
+    if http is not None:
+        try:
+            if codecs.lookup(http).name != codecs.lookup(declared).name:
+                return False
+        except LookupError:
+            return False
+    return not any(byte in body for byte in undefined)
 
 
 _XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
