@@ -2159,7 +2159,7 @@ def _fast_prepare(body: bytes, url: str, content_type: str | None) -> _FastDoc |
         return None
     try:
         # xml:base, or a plain base attribute: feedparser reads both.
-        if b"base" in body:
+        if _BASE_ATTR.search(body):
             url = _xml_base(root, url)
         return _fast_head(root, url)
     except _Decline:
@@ -2193,6 +2193,7 @@ def _fast_encoding(
 
 
 _XML_BASE = "{http://www.w3.org/XML/1998/namespace}base"
+_BASE_ATTR = re.compile(rb"base\s*=")
 # Elements whose content we read as text only: an xml:base on them changes only the
 # links inside their HTML, which the text leaves out.
 _TEXT_ONLY = frozenset(
@@ -2205,10 +2206,10 @@ def _xml_base(root: Any, url: str) -> str:
     of its root or RSS channel points; _Decline for an xml:base anywhere else a
     link we read may be under (or on the root and the channel both), a plain
     ``base`` attribute, or a base feedparser would not take (not http or https)."""
-    if root.xpath("boolean(//*[@base])"):
-        raise _Decline
     head: str | None = None
-    for el in root.xpath("//*[@xml:base]"):
+    for el in root.xpath("//*[@xml:base or @base]"):
+        if el.get("base") is not None:
+            raise _Decline
         parent = el.getparent()
         if el is root or (parent is root and el.tag == "channel"):
             value = el.get(_XML_BASE)
