@@ -85,6 +85,25 @@ def _poll(cfg: Path, tmp_path: Path) -> tuple[dict[str, object], set[str]]:
     return json.loads(res.stdout), modules
 
 
+def _one_feed(tmp_path: Path, url: str) -> Path:
+    """A config polling ``url`` in one process (parsed and classified in the process
+    whose modules the launcher lists), alerts to a file."""
+    return write_config(
+        tmp_path / "fw.yaml",
+        {
+            "database": f"sqlite:///{tmp_path / 'fw.db'}",
+            "cache_dir": str(tmp_path / "cache"),
+            "log_level": "WARNING",
+            "fetch": {"allow_private_addresses": True},
+            "poll": {"processes": 1},
+            "feeds": [{"url": url}],
+            "channels": [
+                {"type": "file", "name": "file", "path": str(tmp_path / "a.jsonl")}
+            ],
+        },
+    )
+
+
 def _loaded(modules: set[str], names: tuple[str, ...]) -> list[str]:
     return sorted(
         m for m in modules if any(m == n or m.startswith(n + ".") for n in names)
@@ -143,17 +162,7 @@ def test_stored_entries_of_a_changed_feed_are_not_read_again(
     )
     new = ITEM.format(guid="new", title="New", text="Rain.")
     feed_server.set("/a.xml", RSS.format(name="A", items=old).encode())
-    cfg = write_config(
-        tmp_path / "fw.yaml",
-        {
-            "database": f"sqlite:///{tmp_path / 'fw.db'}",
-            "cache_dir": str(tmp_path / "cache"),
-            "log_level": "WARNING",
-            "fetch": {"allow_private_addresses": True},
-            "poll": {"processes": 1},  # parsed in the process whose modules we see
-            "feeds": [{"url": feed_server.url("/a.xml")}],
-        },
-    )
+    cfg = _one_feed(tmp_path, feed_server.url("/a.xml"))
     first, modules = _poll(cfg, tmp_path)
     assert first["new_items"] == 1
     assert "feedparser" in modules
@@ -169,20 +178,7 @@ def test_rules_from_the_cache_need_no_yaml(
     """The first command compiles the rules (reading YAML); a later pass that
     classifies loads them from the cache without importing PyYAML."""
     feed_server.set("/a.xml", _rss("A", "a1"))
-    cfg = write_config(
-        tmp_path / "fw.yaml",
-        {
-            "database": f"sqlite:///{tmp_path / 'fw.db'}",
-            "cache_dir": str(tmp_path / "cache"),
-            "log_level": "WARNING",
-            "fetch": {"allow_private_addresses": True},
-            "poll": {"processes": 1},  # classified in the process whose modules we see
-            "feeds": [{"url": feed_server.url("/a.xml")}],
-            "channels": [
-                {"type": "file", "name": "file", "path": str(tmp_path / "a.jsonl")}
-            ],
-        },
-    )
+    cfg = _one_feed(tmp_path, feed_server.url("/a.xml"))
     first, modules = _poll(cfg, tmp_path)
     assert first["new_items"] == 1
     assert "yaml" in modules  # compiled from the rule files
