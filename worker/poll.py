@@ -273,10 +273,6 @@ class _Lookup:
     store: Store
     held: asyncio.Semaphore
 
-    @classmethod
-    def new(cls, store: Store) -> _Lookup:
-        return cls(store, asyncio.Semaphore(LOOKUP_DOCS))
-
 
 async def _fetch_one(
     fetcher: Fetcher,
@@ -618,7 +614,7 @@ async def _poll_batch(
     p: _Pass, feeds: Sequence[Feed], fetcher: Fetcher, sem: asyncio.Semaphore
 ) -> None:
     hubs = p.fw.settings.api.websub
-    lookup = _Lookup.new(p.fw.store)
+    lookup = _Lookup(p.fw.store, asyncio.Semaphore(LOOKUP_DOCS))
     fetched = await asyncio.gather(
         *(_fetch_one(fetcher, f, sem, p.now, hubs=hubs, lookup=lookup) for f in feeds)
     )
