@@ -1,9 +1,12 @@
 """Benchmark feed server: ``python benchmarks/feedserver.py --feeds N --port P``.
 
-Input: generated feeds (feedgen.py); output: HTTP/1.1 keep-alive responses on
-127.0.0.1 from pre-rendered bytes, with ETag/Last-Modified and 304s, gzip when asked.
-``GET /_admin/tick?fraction=0.1`` adds items; ``--no-validators`` never sends
-validators nor 304. Runs on uvloop when installed. Contains no business logic.
+Input: generated feeds (feedgen.py), or with ``--dir DIR`` the feed files of DIR
+(``/feed/n`` is the n-th file, round robin, sent as stored with a content type from
+its suffix and no charset); output: HTTP/1.1 keep-alive responses on 127.0.0.1 from
+pre-rendered bytes, with ETag/Last-Modified and 304s, gzip when asked.
+``GET /_admin/tick?fraction=0.1`` adds items (generated feeds only);
+``--no-validators`` never sends validators nor 304. Runs on uvloop when installed.
+Contains no business logic.
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from feedgen import FeedSet
 
+_TYPES = {
+    "atom": b"application/atom+xml; charset=utf-8",
+    "rss": b"application/rss+xml; charset=utf-8",
+    # Files of --dir: their own encodings, so no charset.
+    ".atom": b"application/atom+xml",
+    ".json": b"application/feed+json",
+    ".rdf": b"application/rdf+xml",
+}
+FILE_SUFFIXES = (".xml", ".rss", ".atom", ".json", ".rdf")
+
 
 class _Doc:
     __slots__ = ("body", "etag", "gz", "last_modified", "type")
@@ -31,24 +44,30 @@ class _Doc:
         self.gz = gzip.compress(body, 6)
         self.etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
         self.last_modified = formatdate(stamp, usegmt=True)
-        self.type = (
-            b"application/atom+xml" if kind == "atom" else b"application/rss+xml"
-        )
+        self.type = _TYPES.get(kind, b"application/rss+xml")
 
 
 class Server:
     """The documents and the request counters."""
 
-    def __init__(self, feeds: FeedSet, validators: bool) -> None:
+    def __init__(
+        self, feeds: FeedSet | None, validators: bool, files: list[Path], count: int
+    ) -> None:
         self.feeds = feeds
         self.validators = validators
         self.docs: dict[str, _Doc] = {}
         self.stamp = 1_700_000_000.0
         self.counts = {"200": 0, "304": 0, "404": 0}
-        for f in feeds.feeds:
-            self.render(f.n)
+        if feeds is not None:
+            for f in feeds.feeds:
+                self.render(f.n)
+        for n in range(count if files else 0):
+            path = files[n % len(files)]
+            self.stamp += 1
+            self.docs[f"/feed/{n}"] = _Doc(path.read_bytes(), path.suffix, self.stamp)
 
     def render(self, n: int) -> None:
+        assert self.feeds is not None
         f = self.feeds.feeds[n]
         self.stamp += 1
         self.docs[f"/feed/{n}"] = _Doc(f.render(self.feeds.rng), f.kind, self.stamp)
@@ -87,18 +106,20 @@ class Server:
             body = doc.gz
             extra.append((b"Content-Encoding", b"gzip"))
         self.counts["200"] += 1
-        return _response(200, doc.type + b"; charset=utf-8", body, extra)
+        return _response(200, doc.type, body, extra)
 
     def admin(self, path: str) -> bytes:
         parts = urllib.parse.urlsplit(path)
         query = dict(urllib.parse.parse_qsl(parts.query))
-        if parts.path == "/_admin/tick":
+        total = self.feeds.total_items() if self.feeds is not None else None
+        data: dict[str, int | None]
+        if parts.path == "/_admin/tick" and self.feeds is not None:
             chosen = self.feeds.tick(float(query.get("fraction", "0.1")))
             for n in chosen:
                 self.render(n)
             data = {"changed": len(chosen), "total_items": self.feeds.total_items()}
         elif parts.path == "/_admin/stats":
-            data = {**self.counts, "total_items": self.feeds.total_items()}
+            data = {**self.counts, "total_items": total}
         elif parts.path == "/_admin/reset-counts":
             self.counts = dict.fromkeys(self.counts, 0)
             data = {}
@@ -149,9 +170,8 @@ class _Protocol(asyncio.Protocol):
             self.transport.write(self.server.respond(path, headers))
 
 
-async def serve(feeds: int, port: int, validators: bool, seed: int) -> None:
+async def serve(server: Server, port: int) -> None:
     """Serve until killed; prints ``ready PORT`` on stdout once listening."""
-    server = Server(FeedSet(feeds, seed), validators)
     loop = asyncio.get_running_loop()
     srv = await loop.create_server(lambda: _Protocol(server), "127.0.0.1", port)
     print("ready", srv.sockets[0].getsockname()[1], flush=True)
@@ -166,14 +186,20 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-validators", action="store_true")
+    ap.add_argument("--dir", type=Path, help="Serve these feed files instead.")
     args = ap.parse_args()
+    validators = not args.no_validators
+    if args.dir is not None:
+        files = sorted(p for p in args.dir.iterdir() if p.suffix in FILE_SUFFIXES)
+        server = Server(None, validators, files, args.feeds)
+    else:
+        server = Server(FeedSet(args.feeds, args.seed), validators, [], 0)
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:
-        runner = asyncio.run
-    runner(serve(args.feeds, args.port, not args.no_validators, args.seed))
+        asyncio.run(serve(server, args.port))
+    else:
+        uvloop.run(serve(server, args.port))
 
 
 if __name__ == "__main__":

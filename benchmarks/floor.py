@@ -70,11 +70,15 @@ def setup(db: str, base: str, feeds: int) -> None:
 
 
 def _entries(body: bytes) -> list[tuple[str, str]]:
-    """(id, title) of each RSS item or Atom entry: guid/id, else link."""
+    """(id, title) of each RSS item or Atom entry: guid/id, else link. A body lxml
+    cannot read (malformed XML, a JSON Feed) gives none: less than feedwatch does."""
     from lxml import etree  # type: ignore[import-untyped]
 
     parser = etree.XMLParser(resolve_entities=False, no_network=True)
-    root = etree.fromstring(body, parser)
+    try:
+        root = etree.fromstring(body, parser)
+    except (etree.XMLSyntaxError, ValueError):
+        return []
     atom = "{http://www.w3.org/2005/Atom}"
     out = []
     for el in root.iter("item", f"{atom}entry"):

@@ -98,9 +98,12 @@ class TreeMemory:
 
 
 @contextmanager
-def feed_server(feeds: int, *, validators: bool = True) -> Iterator[str]:
-    """Start benchmarks/feedserver.py in its own process; yields its base URL."""
-    cmd = [PYTHON, str(HERE / "feedserver.py"), "--feeds", str(feeds)]
+def feed_server(
+    feeds: int, *, validators: bool = True, extra: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """Start benchmarks/feedserver.py in its own process (``extra``: more of its
+    options); yields its base URL."""
+    cmd = [PYTHON, str(HERE / "feedserver.py"), "--feeds", str(feeds), *extra]
     if not validators:
         cmd.append("--no-validators")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
