@@ -171,12 +171,23 @@ class ParsedFeed:
 
 def normalize_text(text: str, limit: int | None = None) -> str:
     """Remove zero-width and control characters, collapse whitespace, trim, cap."""
-    if not text.isprintable() and _ZERO_WIDTH_CHAR.search(text) is not None:
-        text = text.translate(_ZERO_WIDTH)
-    text = " ".join(text.split())
+    if limit is not None and len(text) > 2 * limit:
+        # A long text (a whole article in content:encoded): only a prefix is
+        # collapsed when all of it but its last word, which the cut may have
+        # split, covers the first ``limit`` characters of the result.
+        head = _collapsed(text[: 2 * limit])
+        if head.rfind(" ") >= limit:
+            return head[:limit].rstrip()
+    text = _collapsed(text)
     if limit is not None and len(text) > limit:
         text = text[:limit].rstrip()
     return text
+
+
+def _collapsed(text: str) -> str:
+    if not text.isprintable() and _ZERO_WIDTH_CHAR.search(text) is not None:
+        text = text.translate(_ZERO_WIDTH)
+    return " ".join(text.split())
 
 
 class _TextExtractor(HTMLParser):
