@@ -9,17 +9,14 @@ feeds.example is resolved to 127.0.0.1 by the test's resolver, or by the proxy.
 
 from __future__ import annotations
 
-import http.server
 import shutil
 import subprocess
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import write_config
-from receivers import server_tls_context
 from test_fetch_proxy import (
     PROXY_VARIABLES,
     RSS,
@@ -30,6 +27,7 @@ from test_fetch_proxy import (
     fetch_all,
     fetch_error,
     run,
+    serve_tls_origin,
     settings,
     table,
 )
@@ -108,23 +106,7 @@ def origin(private_ca: tuple[Path, Path, Path]) -> Iterator[TlsOrigin]:
     """An https feed (and hub, for POST) on 127.0.0.1 with the private CA's
     certificate for feeds.example."""
     _, cert, key = private_ca
-    seen: list[dict[str, str]] = []
-    handler = type("Handler", (_Hub,), {"seen": seen})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    httpd.daemon_threads = True
-    httpd.socket = server_tls_context(cert, key).wrap_socket(
-        httpd.socket, server_side=True
-    )
-    thread = threading.Thread(
-        target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield TlsOrigin(int(httpd.server_address[1]), seen)
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    yield from serve_tls_origin(_Hub, cert, key)
 
 
 # -- feeds -----------------------------------------------------------------------------

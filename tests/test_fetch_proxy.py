@@ -196,14 +196,7 @@ class ForwardProxy:
         writer: asyncio.StreamWriter,
         opened: list[asyncio.StreamWriter],
     ) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        request_line, *lines = head.decode("latin-1").split("\r\n")
-        method, target, _version = request_line.split(" ", 2)
-        headers: dict[str, str] = {}
-        for line in lines:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
+        method, target, headers = await read_head(reader)
         allowed = self._authorized(headers)
         with self._lock:
             self._seen.append(Seen(method, target, headers, allowed))
@@ -704,6 +697,19 @@ class _TlsFeed(http.server.BaseHTTPRequestHandler):
         self.wfile.write(RSS)
 
 
+async def read_head(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str]]:
+    """A request's method, target and headers (names in lower case)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    request_line, *lines = head.decode("latin-1").split("\r\n")
+    method, target, _version = request_line.split(" ", 2)
+    headers: dict[str, str] = {}
+    for line in lines:
+        if line:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+    return method, target, headers
+
+
 @dataclass
 class TlsOrigin:
     port: int
@@ -714,14 +720,16 @@ class TlsOrigin:
         return f"https://feeds.example:{self.port}/feed.xml"
 
 
-@pytest.fixture
-def tls_origin(certificate: tuple[Path, Path]) -> Iterator[TlsOrigin]:
-    """An https feed on 127.0.0.1 whose certificate names feeds.example."""
+def serve_tls_origin(
+    handler: type[_TlsFeed], cert: Path, key: Path
+) -> Iterator[TlsOrigin]:
+    """Serve ``handler`` over TLS (``cert``, ``key``) on 127.0.0.1 until closed;
+    the requests it records go to the origin's ``seen``."""
     seen: list[dict[str, str]] = []
-    handler = type("Handler", (_TlsFeed,), {"seen": seen})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    bound = type("Handler", (handler,), {"seen": seen})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), bound)
     httpd.daemon_threads = True
-    httpd.socket = server_tls_context(*certificate).wrap_socket(
+    httpd.socket = server_tls_context(cert, key).wrap_socket(
         httpd.socket, server_side=True
     )
     thread = threading.Thread(
@@ -734,6 +742,12 @@ def tls_origin(certificate: tuple[Path, Path]) -> Iterator[TlsOrigin]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def tls_origin(certificate: tuple[Path, Path]) -> Iterator[TlsOrigin]:
+    """An https feed on 127.0.0.1 whose certificate names feeds.example."""
+    yield from serve_tls_origin(_TlsFeed, *certificate)
 
 
 @TRANSPORTS

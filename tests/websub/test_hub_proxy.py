@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_fetch_proxy import PROXY_VARIABLES, ForwardProxy, Seen, _pipe
+from test_fetch_proxy import PROXY_VARIABLES, ForwardProxy, Seen, _pipe, read_head
 
 from worker.config import ApiSettings
 from worker.core import Feedwatch, make_feedwatch
@@ -58,14 +58,7 @@ class FormProxy(ForwardProxy):
         writer: asyncio.StreamWriter,
         opened: list[asyncio.StreamWriter],
     ) -> None:
-        head = await reader.readuntil(b"\r\n\r\n")
-        request_line, *lines = head.decode("latin-1").split("\r\n")
-        method, target, _version = request_line.split(" ", 2)
-        headers: dict[str, str] = {}
-        for line in lines:
-            if line:
-                name, _, value = line.partition(":")
-                headers[name.strip().lower()] = value.strip()
+        method, target, headers = await read_head(reader)
         body = await reader.readexactly(int(headers.get("content-length") or 0))
         with self._lock:
             self._seen.append(Seen(method, target, headers, forwarded=True))
